@@ -1,0 +1,104 @@
+"""Throughput of the whole path engine and of `trapsim run`, with a numpy baseline.
+
+Prints:
+- generation (market + traps + quotes, in memory) ticks/s for 1, 7 and 30 days,
+  and its ratio to numpy's standard-normal draws/s measured in the same run;
+- the whole `trapsim run --duration 720 --sleep 0` command: wall seconds and
+  peak RSS of the child process;
+- paced drift: market seconds released vs wall seconds at --sleep 0.001 over 60 s.
+
+Usage: .venv/bin/python benchmarks/bench_run.py [--skip-paced]
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from trapsim.market.params import DEFAULT_PARAMS
+from trapsim.service.config import RunConfig
+from trapsim.service.simulation import Simulation
+
+
+def normal_rate(n: int = 20_000_000) -> float:
+    rng = np.random.default_rng(0)
+    rng.standard_normal(1000)
+    t = time.perf_counter()
+    rng.standard_normal(n)
+    return n / (time.perf_counter() - t)
+
+
+def generation_rate(days: float, seed: int = 1) -> tuple[float, int, int]:
+    cfg = RunConfig(duration=days * 24, sleep=0, seed=seed, market=DEFAULT_PARAMS)
+    sim = Simulation(cfg)
+    n = traps = 0
+    t = time.perf_counter()
+    for ticks, labels in sim.batches():
+        n += len(ticks)
+        traps += len(labels)
+    return n / (time.perf_counter() - t), n, traps
+
+
+def whole_command(hours: float) -> tuple[float, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "run"
+        t = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "trapsim", "run", "--duration", str(hours), "--sleep", "0",
+             "--seed", "7", "--out", str(out)],
+            check=True, capture_output=True,
+        )
+        wall = time.perf_counter() - t
+    rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return wall, rss_mb
+
+
+def paced_drift(wall_seconds: float = 60.0, sleep: float = 0.001) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "run"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "trapsim", "run", "--sleep", str(sleep), "--seed", "7",
+             "--out", str(out)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        while not (out / "config.yaml").exists():
+            time.sleep(0.01)
+        t0 = time.monotonic()
+        time.sleep(wall_seconds)
+        proc.terminate()
+        elapsed = time.monotonic() - t0
+        proc.wait()
+        stats = json.loads((out / "stats.json").read_text())
+    return {
+        "wall_s": stats["wall_seconds"],
+        "market_s": stats["ticks"],
+        "expected_market_s": stats["wall_seconds"] / sleep,
+        "drift_s": stats["ticks"] * sleep - stats["wall_seconds"],
+        "observed_wall_s": elapsed,
+    }
+
+
+def main() -> None:
+    generation_rate(0.5)  # warm the numba cache and imports
+    base = normal_rate()
+    print(f"numpy standard_normal: {base / 1e6:.1f} M draws/s")
+    for days in (1, 7, 30):
+        rate, n, traps = generation_rate(days)
+        print(f"generation {days:>2} d: {n:>9,} ticks, {traps:>5} traps, {rate / 1e6:6.2f} M ticks/s,"
+              f" ratio to numpy normals {rate / base:.2f}")
+    wall, rss = whole_command(720)
+    print(f"trapsim run --duration 720 --sleep 0: {wall:.2f} s wall, peak RSS {rss:.0f} MB,"
+          f" {2_592_000 / wall / 1e6:.2f} M ticks/s end to end")
+    if "--skip-paced" not in sys.argv:
+        print("paced --sleep 0.001 over 60 s:", paced_drift())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Time, symbols, column schemas, seeding, errors: what every other package shares."""

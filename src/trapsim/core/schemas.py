@@ -1,0 +1,117 @@
+"""User-facing column schemas (DESIGN.md §3) as Arrow schemas, plus the in-memory tick batch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+TS = pa.timestamp("ns", tz="UTC")
+
+TICKS = pa.schema(
+    [
+        ("ts", TS),
+        ("symbol", pa.string()),
+        ("price", pa.float64()),
+        ("bid", pa.float64()),
+        ("ask", pa.float64()),
+        ("volume", pa.float64()),
+        ("regime", pa.string()),
+    ]
+)
+"""One row per tick: last price, best bid and ask (quote currency), volume (base units)."""
+
+CANDLES = pa.schema(
+    [
+        ("ts", TS),
+        ("symbol", pa.string()),
+        ("interval", pa.string()),
+        ("open", pa.float64()),
+        ("high", pa.float64()),
+        ("low", pa.float64()),
+        ("close", pa.float64()),
+        ("volume", pa.float64()),
+    ]
+)
+"""OHLCV candles; ``ts`` is the candle's open time."""
+
+LABELS = pa.schema(
+    [
+        ("id", pa.int64()),
+        ("kind", pa.string()),
+        ("type", pa.string()),
+        ("symbol", pa.string()),
+        ("direction", pa.string()),
+        ("start_ts", TS),
+        ("peak_ts", TS),
+        ("end_ts", TS),
+        ("magnitude", pa.float64()),
+        ("params", pa.string()),
+    ]
+)
+"""Ground-truth labels (TRAPS.md); ``params`` is a JSON object."""
+
+HF_ACTIVATIONS = pa.schema(
+    [
+        ("start_ts", TS),
+        ("end_ts", TS),
+        ("trap_count", pa.int64()),
+        ("types", pa.string()),
+    ]
+)
+"""HF mode activations (TRAPS.md); ``types`` is a JSON list of trap types in order."""
+
+
+@dataclass(frozen=True, slots=True)
+class TickBatch:
+    """A columnar batch of ticks of one symbol.
+
+    All arrays have shape ``(n,)``. ``ts`` is int64 ns UTC; ``price``, ``bid``,
+    ``ask`` are float64 in quote currency; ``volume`` float64 in base units;
+    ``regime`` int8 codes into ``regime_names``.
+    """
+
+    symbol: str
+    ts: np.ndarray
+    price: np.ndarray
+    bid: np.ndarray
+    ask: np.ndarray
+    volume: np.ndarray
+    regime: np.ndarray
+    regime_names: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def slice(self, lo: int, hi: int) -> TickBatch:
+        """Rows ``lo:hi`` as a new batch (views, no copy)."""
+        return TickBatch(
+            self.symbol,
+            self.ts[lo:hi],
+            self.price[lo:hi],
+            self.bid[lo:hi],
+            self.ask[lo:hi],
+            self.volume[lo:hi],
+            self.regime[lo:hi],
+            self.regime_names,
+        )
+
+    def to_arrow(self) -> pa.Table:
+        """The batch as an Arrow table with the :data:`TICKS` schema."""
+        names = pa.array(self.regime_names, pa.string())
+        regime = pa.DictionaryArray.from_arrays(pa.array(self.regime, pa.int8()), names)
+        return pa.table(
+            {
+                "ts": pa.array(self.ts, pa.int64()).cast(TS),
+                "symbol": pa.DictionaryArray.from_arrays(
+                    np.zeros(len(self.ts), np.int8), pa.array([self.symbol])
+                ).cast(pa.string()),
+                "price": self.price,
+                "bid": self.bid,
+                "ask": self.ask,
+                "volume": self.volume,
+                "regime": regime.cast(pa.string()),
+            },
+            schema=TICKS,
+        )

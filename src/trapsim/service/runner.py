@@ -1,0 +1,250 @@
+"""The run loop: drives a :class:`Simulation` flat out or paced by a wall clock, into the sinks.
+
+Pacing follows an absolute schedule (tick ``i`` is released at ``t0 + i × sleep``),
+so market time never drifts from wall time. SIGINT and SIGTERM stop the loop
+between slices; everything released is flushed and the report written.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections import deque
+from pathlib import Path
+
+import pyarrow as pa
+from rich.console import Console
+from rich.live import Live
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.text import Text
+
+from trapsim.core.hf import HFTracker
+from trapsim.core.schemas import HF_ACTIVATIONS, LABELS, TS, TickBatch
+from trapsim.core.time import NS, iso
+from trapsim.market.ohlcv import CandleAggregator
+from trapsim.scenarios.injector import TRAP_TYPES
+from trapsim.service.config import RunConfig
+from trapsim.service.simulation import Simulation
+from trapsim.service.stats import RunStats
+from trapsim.store.rundir import RunDir
+
+FLUSH_SECONDS = 2.0
+"""Wall seconds between flushes of the run directory: the most a kill can lose."""
+STATUS_HZ = 5
+
+
+def labels_table(labels: list[dict]) -> pa.Table:
+    """Label dicts (int ns times, params dict) as a :data:`LABELS` table."""
+    cols = {name: [lab[name] for lab in labels] for name in LABELS.names}
+    cols["params"] = [json.dumps(p, sort_keys=True) for p in cols["params"]]
+    for name in ("start_ts", "peak_ts", "end_ts"):
+        cols[name] = pa.array(cols[name], pa.int64()).cast(TS)
+    return pa.table(cols, schema=LABELS)
+
+
+def hf_table(acts: list[dict]) -> pa.Table:
+    """HF activation dicts as an :data:`HF_ACTIVATIONS` table."""
+    return pa.table(
+        {
+            "start_ts": pa.array([a["start_ts"] for a in acts], pa.int64()).cast(TS),
+            "end_ts": pa.array([a["end_ts"] for a in acts], pa.int64()).cast(TS),
+            "trap_count": [a["trap_count"] for a in acts],
+            "types": [json.dumps(a["types"]) for a in acts],
+        },
+        schema=HF_ACTIVATIONS,
+    )
+
+
+class Runner:
+    """Runs one configured simulation into a run directory.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        What to run.
+    out : Path
+        The run directory to create (must not exist or be empty).
+    console : rich.console.Console
+        Where the live status, progress bar and report go.
+    """
+
+    def __init__(self, cfg: RunConfig, out: Path, console: Console) -> None:
+        self.cfg = cfg
+        self.console = console
+        self.sim = Simulation(cfg)
+        self.rundir = RunDir.create(out)
+        self.rundir.write_yaml("config.yaml", cfg.model_dump(mode="json"))
+        self.candles = CandleAggregator(cfg.symbol, "1m")
+        self.hf = HFTracker(cfg.hf_min_traps, int(cfg.hf_window * NS))
+        self.stats = RunStats(self.sim.regime_names, TRAP_TYPES)
+        self.pending: deque[dict] = deque()
+        self.stop_reason: str | None = None
+        self.last_tick: TickBatch | None = None
+        self.hf_on = False
+
+    # -- signals -------------------------------------------------------------
+    def _on_signal(self, signum, _frame) -> None:
+        self.stop_reason = signal.Signals(signum).name
+
+    # -- one released slice of ticks ------------------------------------------
+    def _emit(self, ticks: TickBatch) -> None:
+        self.rundir.append("ticks", ticks.to_arrow())
+        candles = self.candles.update(ticks.ts, ticks.price, ticks.volume)
+        if candles.num_rows:
+            self.rundir.append("candles_1m", candles)
+            self.stats.add_candles(candles["close"].to_numpy())
+        self.stats.add_ticks(ticks)
+        now = int(ticks.ts[-1])
+        released = []
+        while self.pending and self.pending[0]["end_ts"] <= now:
+            released.append(self.pending.popleft())
+        ended = []
+        for label in released:
+            ended += self.hf.add(label["start_ts"], label["type"])[0]
+        ended += self.hf.advance(now)
+        self._write_labels(released, ended)
+        self.last_tick = ticks.slice(len(ticks) - 1, len(ticks))
+
+    def _write_labels(self, labels: list[dict], acts: list[dict]) -> None:
+        if labels:
+            self.rundir.append("labels", labels_table(labels))
+            self.stats.add_labels(labels)
+        if acts:
+            self.rundir.append("hf_activations", hf_table(acts))
+            self.stats.hf_activations += len(acts)
+
+    # -- the loop --------------------------------------------------------------
+    def run(self) -> dict:
+        """Run until the duration or replay ends or a signal arrives; returns the report."""
+        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        t_start = time.monotonic()
+        try:
+            if self.cfg.sleep > 0:
+                self._run_paced()
+            else:
+                self._run_flat()
+        finally:
+            for s, handler in old.items():
+                signal.signal(s, handler)
+        return self._finish(time.monotonic() - t_start)
+
+    def _run_flat(self) -> None:
+        columns = (
+            TextColumn("[bold]simulating"),
+            BarColumn(),
+            TextColumn("{task.completed:,}/{task.total:,} ticks" if self.sim.total_ticks else
+                       "{task.completed:,} ticks"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
+        last_flush = time.monotonic()
+        with Progress(*columns, console=self.console, transient=True) as progress:
+            task = progress.add_task("run", total=self.sim.total_ticks)
+            for ticks, labels in self.sim.batches():
+                self.pending.extend(labels)
+                if len(ticks):
+                    self._emit(ticks)
+                progress.update(task, advance=len(ticks))
+                if time.monotonic() - last_flush > FLUSH_SECONDS:
+                    self.rundir.flush()
+                    last_flush = time.monotonic()
+                if self.stop_reason:
+                    return
+
+    def _run_paced(self) -> None:
+        sleep = self.cfg.sleep
+        released = 0
+        t0 = time.monotonic()
+        last_flush = last_status = t0
+        with Live(self._status(), console=self.console, refresh_per_second=STATUS_HZ,
+                  transient=False) as live:
+            for ticks, labels in self.sim.batches():
+                self.pending.extend(labels)
+                i = 0
+                while i < len(ticks):
+                    if self.stop_reason:
+                        return
+                    now = time.monotonic()
+                    due = int((now - t0) / sleep) + 1 - released
+                    if due <= 0:
+                        time.sleep(min(t0 + released * sleep - now, 0.05))
+                        continue
+                    k = min(due, len(ticks) - i)
+                    self._emit(ticks.slice(i, i + k))
+                    i += k
+                    released += k
+                    if now - last_flush > FLUSH_SECONDS:
+                        self.rundir.flush()
+                        last_flush = now
+                    if now - last_status > 1 / STATUS_HZ:
+                        live.update(self._status())
+                        last_status = now
+            live.update(self._status())
+
+    def _status(self) -> Text:
+        t = self.last_tick
+        if t is None:
+            return Text("starting…")
+        regime = t.regime_names[int(t.regime[0])]
+        hf = "[bold red]HF ON[/]" if self.hf.active else "HF off"
+        total = sum(self.stats.traps.values())
+        return Text.from_markup(
+            f"[bold]{iso(int(t.ts[0]))}[/]  {t.symbol} [bold]{t.price[0]:,.2f}[/]"
+            f"  bid {t.bid[0]:,.2f} ask {t.ask[0]:,.2f}  {regime}  traps {total}  {hf}"
+        )
+
+    def _finish(self, wall: float) -> dict:
+        self._write_labels([], self.hf.close())
+        last = self.candles.flush()
+        if last.num_rows:
+            self.rundir.append("candles_1m", last)
+            self.stats.add_candles(last["close"].to_numpy())
+        report = self.stats.report()
+        report["stopped_by"] = self.stop_reason or "end"
+        report["wall_seconds"] = wall
+        report["ticks_per_wall_second"] = self.stats.ticks / wall if wall > 0 else None
+        self.rundir.write_json("stats.json", report)
+        self.rundir.close()
+        return report
+
+
+def execute(cfg: RunConfig, out: Path, console: Console, out_console: Console) -> dict:
+    """Run ``cfg`` into ``out``, then print the statistics report; returns it."""
+    runner = Runner(cfg, out, console)
+    console.print(f"run directory {out}  seed {cfg.seed}", highlight=False)
+    report = runner.run()
+    print_report(report, out_console)
+    return report
+
+
+def print_report(report: dict, console: Console) -> None:
+    """The statistics report as tables."""
+    from rich.table import Table
+
+    head = Table(title="trapsim run", show_header=False)
+    for key in ("market_start", "market_end", "market_hours", "ticks", "stopped_by",
+                "wall_seconds", "ticks_per_wall_second"):
+        value = report.get(key)
+        head.add_row(key, f"{value:,.2f}" if isinstance(value, float) else str(value))
+    price = report["price"]
+    head.add_row("price first/last", f"{price['first']:,.2f} / {price['last']:,.2f}")
+    head.add_row("price low/high", f"{price['low']:,.2f} / {price['high']:,.2f}")
+    head.add_row("HF activations", str(report["hf_activations"]))
+    traps = Table(title=f"traps: {report['traps']['total']} ({report['traps']['per_hour']:.2f}/h)")
+    traps.add_column("type")
+    traps.add_column("count", justify="right")
+    for kind, n in report["traps"]["per_type"].items():
+        traps.add_row(kind, str(n))
+    regimes = Table(title="time share per regime")
+    regimes.add_column("regime")
+    regimes.add_column("share", justify="right")
+    for name, share in report["regime_share"].items():
+        regimes.add_row(name, f"{share:.1%}")
+    rets = Table(title="1-minute log returns")
+    rets.add_column("statistic")
+    rets.add_column("value", justify="right")
+    for key, value in report["returns_1m"].items():
+        rets.add_row(key, f"{value:.6g}" if isinstance(value, float) else str(value))
+    for table in (head, traps, regimes, rets):
+        console.print(table)

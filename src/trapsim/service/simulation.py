@@ -1,0 +1,142 @@
+"""The path engine of one symbol: market source → trap injection → quotes, in batches.
+
+The same batches feed a paced run and a flat-out run, so both give the same
+ticks bit for bit: live mode is batch mode sliced by a clock (DESIGN.md §1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from trapsim.core.schemas import TickBatch
+from trapsim.core.time import NS
+from trapsim.market.base import BaseChunk, Market
+from trapsim.market.params import DEFAULT_PARAMS
+from trapsim.market.process import SyntheticMarket
+from trapsim.market.spread import SpreadModel
+from trapsim.scenarios.injector import TrapInjector
+from trapsim.service.config import RunConfig
+
+CHUNK = 21_600
+"""Ticks generated per step (6 h of market time); fixed so output never depends on pacing."""
+
+
+@dataclass(slots=True)
+class _Buffer:
+    """Base ticks not yet final plus the history the injector looks back on."""
+
+    ts: np.ndarray
+    price: np.ndarray
+    overlay: np.ndarray
+    volume: np.ndarray
+    regime: np.ndarray
+
+    @classmethod
+    def empty(cls) -> _Buffer:
+        f = np.empty(0)
+        return cls(np.empty(0, np.int64), f, f, f, np.empty(0, np.int8))
+
+    def extend(self, chunk: BaseChunk) -> None:
+        self.ts = np.concatenate([self.ts, chunk.ts])
+        self.price = np.concatenate([self.price, chunk.price])
+        self.overlay = np.concatenate([self.overlay, np.zeros(len(chunk))])
+        self.volume = np.concatenate([self.volume, chunk.volume])
+        self.regime = np.concatenate([self.regime, chunk.regime])
+
+    def drop_before(self, i: int) -> None:
+        for name in ("ts", "price", "overlay", "volume", "regime"):
+            setattr(self, name, getattr(self, name)[i:])
+
+
+def open_market(cfg: RunConfig) -> Market:
+    """The base market of a run: the replayed file, or the synthetic process."""
+    if cfg.replay is not None:
+        from trapsim.feeds.replay import ReplayMarket
+
+        return ReplayMarket(cfg.replay, seed=cfg.seed, symbol=cfg.symbol)
+    return SyntheticMarket(
+        cfg.market or DEFAULT_PARAMS,
+        seed=cfg.seed,
+        start_ts=cfg.start_ns,
+        volatility=cfg.volatility,
+        symbol=cfg.symbol,
+    )
+
+
+class Simulation:
+    """Final ticks and trap labels of one run, in market-time order.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run's configuration.
+
+    Notes
+    -----
+    Each step pulls :data:`CHUNK` base ticks, lets the injector place every trap
+    whose span starts before ``buffer end − max_span`` (so a trap always has its
+    whole span in the buffer), and releases the ticks before that point: no later
+    trap can change them. A duration limit or the end of a replayed file ends
+    the stream; traps that would run past the end are not injected.
+    """
+
+    def __init__(self, cfg: RunConfig) -> None:
+        self.cfg = cfg
+        self.market = open_market(cfg)
+        self.symbol = cfg.symbol
+        self.regime_names = tuple(self.market.regime_names)
+        self.injector = TrapInjector(
+            symbol=cfg.symbol,
+            frequency=cfg.frequency,
+            seed=cfg.seed,
+            start_ts=self._first_ts(),
+        )
+        self.spread = SpreadModel(cfg.market or DEFAULT_PARAMS, seed=cfg.seed, symbol=cfg.symbol)
+        self.total_ticks = None if cfg.duration is None else int(round(cfg.duration * 3600))
+        if cfg.replay is not None:
+            n = self.market.n_ticks
+            self.total_ticks = n if self.total_ticks is None else min(n, self.total_ticks)
+
+    def _first_ts(self) -> int:
+        return int(getattr(self.market, "start_ts", self.cfg.start_ns))
+
+    def batches(self) -> Iterator[tuple[TickBatch, list[dict]]]:
+        """Yield ``(ticks, labels)``: final ticks, and the labels injected in this step.
+
+        A label may reach past the ticks yielded with it; its ticks follow.
+        """
+        buf = _Buffer.empty()
+        lookback = self.injector.lookback_ns
+        span = self.injector.max_span_ns
+        produced = 0
+        done = False
+        while not done:
+            want = CHUNK if self.total_ticks is None else min(CHUNK, self.total_ticks - produced)
+            chunk = self.market.next_chunk(want) if want > 0 else None
+            if chunk is not None and len(chunk):
+                buf.extend(chunk)
+                produced += len(chunk)
+            done = chunk is None or len(chunk) < CHUNK or produced == self.total_ticks
+            if not len(buf.ts):
+                return
+            upto = int(buf.ts[-1]) + NS if done else int(buf.ts[-1]) - span
+            labels = self.injector.inject(buf.ts, buf.price, buf.overlay, buf.volume, upto)
+            n = int(np.searchsorted(buf.ts, upto))
+            if n:
+                yield self._final(buf, n), labels
+            elif labels:
+                yield self._final(buf, 0), labels
+            keep = int(np.searchsorted(buf.ts, upto - lookback))
+            buf.drop_before(min(keep, n))
+
+    def _final(self, buf: _Buffer, n: int) -> TickBatch:
+        ts = buf.ts[:n].copy()
+        overlay = buf.overlay[:n]
+        price = buf.price[:n] * np.exp(overlay)
+        volume = buf.volume[:n].copy()
+        bid, ask = self.spread.quotes(ts, price, volume)
+        return TickBatch(self.symbol, ts, price, bid, ask, volume, buf.regime[:n].copy(),
+                         self.regime_names)

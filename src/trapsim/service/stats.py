@@ -1,0 +1,100 @@
+"""Running statistics of a run: traps, HF activations, regimes, prices, returns."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from trapsim.core.schemas import TickBatch
+from trapsim.core.time import iso
+from trapsim.market.realism import MINUTES_PER_YEAR
+
+
+class RunStats:
+    """Accumulates the statistics report of a run batch by batch.
+
+    Parameters
+    ----------
+    regime_names : tuple of str
+        Regime names, indexed by the ticks' regime codes.
+    trap_types : tuple of str
+        Trap types reported (zero counts included).
+    """
+
+    def __init__(self, regime_names: tuple[str, ...], trap_types: tuple[str, ...]) -> None:
+        self.regime_names = regime_names
+        self.regime_ticks = np.zeros(len(regime_names), np.int64)
+        self.traps: Counter[str] = Counter(dict.fromkeys(trap_types, 0))
+        self.hf_activations = 0
+        self.ticks = 0
+        self.first_ts = self.last_ts = None
+        self.first_price = self.last_price = float("nan")
+        self.low = np.inf
+        self.high = -np.inf
+        self.minute_closes: list[np.ndarray] = []
+
+    def add_ticks(self, batch: TickBatch) -> None:
+        if not len(batch):
+            return
+        if self.first_ts is None:
+            self.first_ts, self.first_price = int(batch.ts[0]), float(batch.price[0])
+        self.last_ts, self.last_price = int(batch.ts[-1]), float(batch.price[-1])
+        self.ticks += len(batch)
+        self.low = min(self.low, float(batch.price.min()))
+        self.high = max(self.high, float(batch.price.max()))
+        self.regime_ticks += np.bincount(batch.regime, minlength=len(self.regime_names))
+
+    def add_candles(self, close: np.ndarray) -> None:
+        """Closes of completed 1-minute candles, for the return statistics."""
+        self.minute_closes.append(np.asarray(close, np.float64))
+
+    def add_labels(self, labels: list[dict]) -> None:
+        self.traps.update(label["type"] for label in labels)
+
+    def report(self) -> dict:
+        """The report as a JSON-ready dict."""
+        hours = self.ticks / 3600
+        total = sum(self.traps.values())
+        out: dict = {
+            "ticks": self.ticks,
+            "market_start": iso(self.first_ts) if self.first_ts is not None else None,
+            "market_end": iso(self.last_ts) if self.last_ts is not None else None,
+            "market_hours": hours,
+            "traps": {
+                "total": total,
+                "per_hour": total / hours if hours else 0.0,
+                "per_type": dict(self.traps),
+            },
+            "hf_activations": self.hf_activations,
+            "regime_share": {
+                name: float(n / self.ticks) if self.ticks else 0.0
+                for name, n in zip(self.regime_names, self.regime_ticks, strict=True)
+            },
+            "price": {
+                "first": self.first_price,
+                "last": self.last_price,
+                "low": self.low if self.ticks else float("nan"),
+                "high": self.high if self.ticks else float("nan"),
+            },
+            "returns_1m": _return_stats(self.minute_closes),
+        }
+        return out
+
+
+def _return_stats(closes: list[np.ndarray]) -> dict:
+    c = np.concatenate(closes) if closes else np.empty(0)
+    r = np.diff(np.log(c))
+    if len(r) < 2:
+        return {"count": int(len(r))}
+    z = r - r.mean()
+    var = float(np.mean(z * z))
+    return {
+        "count": int(len(r)),
+        "mean": float(r.mean()),
+        "std": float(r.std()),
+        "annualised_volatility": float(r.std() * np.sqrt(MINUTES_PER_YEAR)),
+        "excess_kurtosis": float(np.mean(z**4) / var**2 - 3) if var > 0 else float("nan"),
+        "min": float(r.min()),
+        "max": float(r.max()),
+    }

@@ -1,0 +1,157 @@
+"""`trapsim run` end to end: determinism, reproduction, bad input, signals, replay."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pyarrow.feather as feather
+import pyarrow.parquet as pq
+import pytest
+
+from trapsim.store.rundir import read_stream
+
+from .conftest import trapsim
+
+STREAMS = ("ticks", "labels", "hf_activations", "candles_1m")
+
+
+def tables(run):
+    return {s: read_stream(run, s) for s in STREAMS}
+
+
+def test_paced_equals_flat_out_bit_for_bit(tmp_path):
+    # 7 market hours: long enough for the first traps after the injector's look-back.
+    common = ["--duration", 7, "--seed", 11, "--frequency", 1.0]
+    flat = trapsim("run", *common, "--sleep", 0, "--out", tmp_path / "flat")
+    paced = trapsim("run", *common, "--sleep", 0.0001, "--out", tmp_path / "paced")
+    assert flat.returncode == 0, flat.stderr
+    assert paced.returncode == 0, paced.stderr
+    a, b = tables(tmp_path / "flat"), tables(tmp_path / "paced")
+    assert a["ticks"].num_rows == 7 * 3600
+    assert a["labels"].num_rows > 0
+    for s in STREAMS:
+        assert a[s].equals(b[s]), s
+        assert (tmp_path / "flat" / f"{s}.parquet").read_bytes() == (
+            tmp_path / "paced" / f"{s}.parquet"
+        ).read_bytes(), s
+
+
+def test_config_yaml_reproduces_the_run(tmp_path):
+    first = trapsim("run", "--duration", 2, "--sleep", 0, "--volatility", 1.7,
+                    "--out", tmp_path / "a")
+    assert first.returncode == 0, first.stderr
+    again = trapsim("run", "--config", tmp_path / "a" / "config.yaml", "--out", tmp_path / "b")
+    assert again.returncode == 0, again.stderr
+    a, b = tables(tmp_path / "a"), tables(tmp_path / "b")
+    assert all(a[s].equals(b[s]) for s in STREAMS)
+    other = trapsim("run", "--config", tmp_path / "a" / "config.yaml", "--seed", 99,
+                    "--out", tmp_path / "c")
+    assert not read_stream(tmp_path / "c", "ticks").equals(a["ticks"])
+
+
+def test_run_directory_contents_and_report(tmp_path):
+    res = trapsim("run", "--duration", 1, "--sleep", 0, "--seed", 3, "--out", tmp_path / "r")
+    assert res.returncode == 0, res.stderr
+    for name in ("ticks", "labels", "hf_activations", "candles_1m"):
+        assert (tmp_path / "r" / f"{name}.parquet").is_file()
+    ticks = pq.read_table(tmp_path / "r" / "ticks.parquet")
+    assert ticks.schema.field("ts").type == "timestamp[ns, tz=UTC]"
+    assert ticks.column_names == ["ts", "symbol", "price", "bid", "ask", "volume", "regime"]
+    t = ticks.to_pydict()
+    assert np.all(np.diff(ticks["ts"].cast("int64").to_numpy()) == 1_000_000_000)
+    assert all(b < a for b, a in zip(t["bid"], t["ask"], strict=True))
+    stats = json.loads((tmp_path / "r" / "stats.json").read_text())
+    assert stats["ticks"] == 3600 and stats["stopped_by"] == "end"
+    assert abs(sum(stats["regime_share"].values()) - 1) < 1e-9
+    assert "traps" in res.stdout and "regime" in res.stdout
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--volatility", 0], "volatility"),
+        (["--volatility", -1.5], "volatility"),
+        (["--frequency", 1.5], "frequency"),
+        (["--duration", -1], "duration"),
+        (["--sleep", -0.1], "sleep"),
+        (["--seed", -3], "seed"),
+        (["--start", "yesterday"], "start"),
+        (["--bogus"], "bogus"),
+        (["--volatility", "abc"], "volatility"),
+        (["--params", "missing.yaml"], "missing.yaml"),
+        (["--config", "missing.yaml"], "missing.yaml"),
+        (["--replay", "missing.csv"], "missing.csv"),
+    ],
+)
+def test_bad_options_exit_2_with_one_line(tmp_path, args, needle):
+    res = trapsim("run", *args, "--duration", 0.01, "--sleep", 0, "--out", tmp_path / "r",
+                  cwd=tmp_path)
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert needle in lines[0] and lines[0].startswith("trapsim: error")
+    assert "Traceback" not in res.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_bad_config_key_is_named(tmp_path):
+    (tmp_path / "c.yaml").write_text("volatilty: 2\nseed: 1\n")
+    res = trapsim("run", "--config", tmp_path / "c.yaml", "--out", tmp_path / "r")
+    assert res.returncode == 2 and "volatilty" in res.stderr
+
+
+def test_existing_run_directory_is_never_overwritten(tmp_path):
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    res = trapsim("run", "--duration", 0.01, "--sleep", 0, "--out", out)
+    assert res.returncode == 2
+    assert (out / "keep.txt").read_text() == "precious"
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+
+
+def test_sigterm_during_paced_run_leaves_readable_files_and_report(tmp_path):
+    out = tmp_path / "r"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trapsim", "run", "--sleep", 0.001, "--seed", 5, "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not (out / "config.yaml").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(3)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["stopped_by"] == "SIGTERM"
+    ticks = pq.read_table(out / "ticks.parquet")
+    assert ticks.num_rows == stats["ticks"] > 500
+    assert "ticks" in stdout
+
+
+def test_replay_without_traps_reproduces_every_candle(tmp_path, raw):
+    src = feather.read_table(raw / "BTC_USDT-1m_2024-08.feather").slice(0, 2 * 1440)
+    path = tmp_path / "two_days.parquet"
+    pq.write_table(src, path)
+    res = trapsim("run", "--replay", path, "--frequency", 0, "--sleep", 0, "--out", tmp_path / "r")
+    assert res.returncode == 0, res.stderr
+    got = read_stream(tmp_path / "r", "candles_1m")
+    assert got.num_rows == src.num_rows
+    assert np.array_equal(got["ts"].cast("int64").to_numpy(), src["date"].cast("int64").to_numpy())
+    for col in ("open", "high", "low", "close", "volume"):
+        assert np.array_equal(got[col].to_numpy(), src[col].to_numpy()), col
+
+
+def test_replay_with_traps_labels_them(tmp_path, raw):
+    src = feather.read_table(raw / "BTC_USDT-1m.feather").slice(0, 2 * 1440)
+    path = tmp_path / "two_days.feather"
+    feather.write_feather(src, path)
+    res = trapsim("run", "--replay", path, "--frequency", 0.5, "--sleep", 0, "--seed", 1,
+                  "--out", tmp_path / "r")
+    assert res.returncode == 0, res.stderr
+    assert read_stream(tmp_path / "r", "labels").num_rows > 10
+    assert read_stream(tmp_path / "r", "ticks").num_rows == 2 * 1440 * 60
