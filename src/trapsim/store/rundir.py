@@ -1,0 +1,492 @@
+"""The run directory: the embedded default sink, crash-safe at every instant.
+
+Layout of a closed run::
+
+    <run>/ticks.parquet  labels.parquet  hf_activations.parquet  candles_1m.parquet
+    <run>/config.yaml  stats.json  …          (write_json / write_yaml)
+
+While the run is open, rows are buffered in memory per stream and every flush
+writes them as one Parquet *part*::
+
+    <run>/.parts/<stream>/part-000001.parquet             one flush
+    <run>/.parts/<stream>/part-000001-000008.parquet      flushes 1…8 merged
+
+Crash safety
+    Every file is written under a ``.tmp`` name, fsynced, then ``os.replace``-d
+    into place, so a file with a final name is always complete and a kill
+    (even SIGKILL) leaves at most a stray ``*.tmp`` that readers ignore. Rows
+    survive a crash once :meth:`RunDir.flush` (or an automatic flush) returned.
+    :func:`read_stream` reads ``<stream>.parquet`` when present, else the parts
+    of a crashed run, so a crashed run is still usable.
+
+Merge policy (bounded part count)
+    A paced run flushes often with few rows, and a week of it would otherwise
+    leave ~10^5 tiny parts. Parts carry a *level*: a flush writes level 0;
+    whenever the newest ``merge_fanout`` parts share a level ``L`` they are
+    merged into one part of level ``L + 1`` named by the range of flushes it
+    covers (merged file written and replaced first, merged-away parts deleted
+    after). A part of at least ``flush_rows`` rows is *full* and never merged
+    again, so big flat-out flushes are not rewritten. Between two full parts
+    at most ``merge_fanout - 1`` parts of each level exist, i.e. about
+    ``(merge_fanout - 1) * log_fanout(flush_rows)`` small parts (42 with the
+    defaults), and each row is rewritten at most ``log_fanout(flush_rows)``
+    times (6 with the defaults). A crash between the replace
+    and the deletes leaves parts whose flush range lies inside the merged
+    part's range; readers skip them, so no row is read twice.
+
+Compaction
+    :meth:`RunDir.close` streams each stream's parts (row group by row group,
+    so memory stays bounded) and its buffered rows into ``<stream>.parquet``
+    (temp, fsync, replace), then deletes the parts and finally ``.parts``.
+    Every stream file exists after close, zero rows with its schema if nothing
+    was appended.
+
+Files are Parquet 2.6 with zstd compression, dictionary encoding for
+low-cardinality string columns (symbol, regime, …) and delta encoding for
+timestamps; ``ts`` columns stay ``timestamp[ns, UTC]``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import chain
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+from trapsim.core.errors import ConfigError, DataError, SinkError
+from trapsim.core.schemas import CANDLES, HF_ACTIVATIONS, LABELS, TICKS
+
+STREAM_SCHEMAS: dict[str, pa.Schema] = {
+    "ticks": TICKS,
+    "labels": LABELS,
+    "hf_activations": HF_ACTIVATIONS,
+    "candles_1m": CANDLES,
+}
+"""Every stream a run directory holds, name → Arrow schema its tables must have."""
+
+FLUSH_ROWS = 2**18
+"""Default buffered rows of one stream that trigger its automatic flush."""
+MERGE_FANOUT = 8
+"""Default number of same-level parts merged into one."""
+PARTS_DIR = ".parts"
+"""Sub-directory of the run holding the parts of open (or crashed) runs."""
+
+# Row groups of ~2^20 rows keep the compacted file's footer small and scans fast.
+_ROW_GROUP_ROWS = 2**20
+_DICT_COLUMNS = frozenset({"symbol", "regime", "interval", "kind", "type", "direction"})
+_PART_RE = re.compile(r"part-(\d+)(?:-(\d+))?\.parquet")
+_TMP = ".tmp"
+
+
+@dataclass(slots=True)
+class _Part:
+    first: int
+    last: int
+    rows: int
+    level: int
+    full: bool
+    path: Path
+
+
+@dataclass(slots=True)
+class _Stream:
+    name: str
+    schema: pa.Schema
+    dir: Path
+    buffer: list[pa.Table] = field(default_factory=list)
+    rows: int = 0
+    parts: list[_Part] = field(default_factory=list)
+    next_seq: int = 1
+    compacted: bool = False
+
+
+def _parquet_options(schema: pa.Schema) -> dict[str, Any]:
+    return {
+        "compression": "zstd",
+        "version": "2.6",
+        "use_dictionary": [n for n in schema.names if n in _DICT_COLUMNS],
+        "column_encoding": {
+            f.name: "DELTA_BINARY_PACKED" for f in schema if pa.types.is_timestamp(f.type)
+        },
+    }
+
+
+def _fsync_path(path: Path) -> None:
+    # Works for directories too on POSIX: makes a rename inside it durable.
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _discard(tmp: Path) -> None:
+    # Best effort: the error being reported matters more than a stray temp file.
+    with contextlib.suppress(OSError):
+        tmp.unlink(missing_ok=True)
+
+
+def _write_parquet(path: Path, schema: pa.Schema, tables: Iterable[pa.Table]) -> None:
+    """Write ``tables`` atomically to ``path`` (temp, fsync, replace, fsync dir)."""
+    tmp = path.with_name(path.name + _TMP)
+    try:
+        with pq.ParquetWriter(tmp, schema, **_parquet_options(schema)) as writer:
+            for table in tables:
+                writer.write_table(table, row_group_size=_ROW_GROUP_ROWS)
+        _fsync_path(tmp)
+        os.replace(tmp, path)
+        _fsync_path(path.parent)
+    except (OSError, pa.ArrowException) as exc:
+        _discard(tmp)
+        raise SinkError(f"cannot write {path}: {exc}") from exc
+
+
+def _regroup(tables: Iterable[pa.Table], rows: int) -> Iterator[pa.Table]:
+    """Concatenate consecutive tables (zero-copy) into tables of at least ``rows`` rows."""
+    pending: list[pa.Table] = []
+    n = 0
+    for table in tables:
+        if table.num_rows:
+            pending.append(table)
+            n += table.num_rows
+        if n >= rows:
+            yield pa.concat_tables(pending)
+            pending, n = [], 0
+    if pending:
+        yield pa.concat_tables(pending)
+
+
+def _row_groups(path: Path) -> Iterator[pa.Table]:
+    with pq.ParquetFile(path) as pf:
+        for i in range(pf.num_row_groups):
+            yield pf.read_row_group(i)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+class RunDir:
+    """An open run directory: buffered, crash-safe Parquet streams plus JSON/YAML files.
+
+    Create with :meth:`create`. Not thread-safe: one writer thread per run.
+    See the module docstring for the layout, crash guarantees and merge policy.
+    """
+
+    def __init__(self, path: Path, flush_rows: int, merge_fanout: int) -> None:
+        self._path = path
+        self._flush_rows = flush_rows
+        self._fanout = merge_fanout
+        self._streams = {
+            name: _Stream(name, schema, path / PARTS_DIR / name)
+            for name, schema in STREAM_SCHEMAS.items()
+        }
+        self._closed = False
+
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        flush_rows: int = FLUSH_ROWS,
+        merge_fanout: int = MERGE_FANOUT,
+    ) -> RunDir:
+        """Create a new run directory (and missing parents) and open it.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Directory to create; may exist only if empty.
+        flush_rows : int
+            A stream is flushed as soon as it buffers this many rows; parts of
+            at least this many rows are never merged.
+        merge_fanout : int
+            Number of same-level parts merged into one (>= 2).
+
+        Raises
+        ------
+        SinkError
+            If ``path`` exists and is not an empty directory (a previous run
+            is never overwritten), or it cannot be created.
+        ConfigError
+            If ``flush_rows < 1`` or ``merge_fanout < 2``.
+        """
+        if flush_rows < 1 or merge_fanout < 2:
+            raise ConfigError(
+                f"need flush_rows >= 1 and merge_fanout >= 2, got {flush_rows}, {merge_fanout}"
+            )
+        p = Path(path)
+        try:
+            if p.exists() and (not p.is_dir() or any(p.iterdir())):
+                raise SinkError(f"run directory {p} already exists and is not empty")
+            p.mkdir(parents=True, exist_ok=True)
+            run = cls(p, flush_rows, merge_fanout)
+            for stream in run._streams.values():
+                stream.dir.mkdir(parents=True)
+            _fsync_path(p)
+        except OSError as exc:
+            raise SinkError(f"cannot create run directory {p}: {exc}") from exc
+        return run
+
+    @property
+    def path(self) -> Path:
+        """The run directory."""
+        return self._path
+
+    def __enter__(self) -> RunDir:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- streams ---------------------------------------------------------------
+    def append(self, stream: str, table: pa.Table) -> None:
+        """Buffer ``table``'s rows at the end of ``stream``; flush it when the buffer is full.
+
+        Parameters
+        ----------
+        stream : str
+            A key of :data:`STREAM_SCHEMAS`.
+        table : pyarrow.Table
+            Rows with exactly the stream's schema (names, order, types).
+
+        Raises
+        ------
+        SinkError
+            If the run is closed, the stream is unknown, the schema differs,
+            or an automatic flush cannot write its part.
+        """
+        if self._closed:
+            raise SinkError(f"run directory {self._path} is closed")
+        s = self._streams.get(stream)
+        if s is None:
+            raise SinkError(f"unknown stream {stream!r}; streams: {', '.join(self._streams)}")
+        if not isinstance(table, pa.Table) or not table.schema.equals(s.schema):
+            got = table.schema if isinstance(table, pa.Table) else type(table).__name__
+            raise SinkError(f"stream {stream!r} needs schema\n{s.schema}\ngot\n{got}")
+        if table.num_rows == 0:
+            return
+        s.buffer.append(table)
+        s.rows += table.num_rows
+        if s.rows >= self._flush_rows:
+            self._flush_stream(s)
+
+    def flush(self) -> None:
+        """Write every stream's buffered rows as a part; a no-op when nothing is buffered.
+
+        Once this returns the rows survive a crash of the process.
+
+        Raises
+        ------
+        SinkError
+            If a part cannot be written; the rows stay buffered.
+        """
+        for s in self._streams.values():
+            if s.rows:
+                self._flush_stream(s)
+
+    def _flush_stream(self, s: _Stream) -> None:
+        seq = s.next_seq
+        s.next_seq += 1
+        path = s.dir / f"part-{seq:06d}.parquet"
+        _write_parquet(path, s.schema, s.buffer)
+        s.parts.append(_Part(seq, seq, s.rows, 0, s.rows >= self._flush_rows, path))
+        s.buffer = []
+        s.rows = 0
+        self._merge(s)
+
+    def _merge(self, s: _Stream) -> None:
+        # Cascade like a base-`fanout` counter: merging level L can complete a run of L + 1.
+        while len(s.parts) >= self._fanout:
+            group = s.parts[-self._fanout :]
+            level = group[0].level
+            if any(p.full or p.level != level for p in group):
+                return
+            first, last = group[0].first, group[-1].last
+            path = s.dir / f"part-{first:06d}-{last:06d}.parquet"
+            table = pa.concat_tables([pq.read_table(p.path) for p in group])
+            _write_parquet(path, s.schema, [table])
+            rows = table.num_rows
+            s.parts[-self._fanout :] = [
+                _Part(first, last, rows, level + 1, rows >= self._flush_rows, path)
+            ]
+            for p in group:
+                p.path.unlink(missing_ok=True)
+
+    # -- files -----------------------------------------------------------------
+    def write_json(self, name: str, obj: Any) -> None:
+        """Atomically write ``obj`` as JSON to ``<run>/<name>`` (UTF-8, indented).
+
+        numpy scalars and arrays are written as numbers and lists; NaN and
+        infinities are refused (not JSON). On failure the previous file, if
+        any, is left intact.
+
+        Raises
+        ------
+        SinkError
+            If ``name`` is not a plain file name, ``obj`` is not serialisable,
+            or the file cannot be written.
+        """
+        try:
+            text = json.dumps(
+                obj, indent=2, ensure_ascii=False, allow_nan=False, default=_json_default
+            )
+        except (TypeError, ValueError) as exc:
+            raise SinkError(f"cannot write {name} as JSON: {exc}") from exc
+        self._write_bytes(name, (text + "\n").encode())
+
+    def write_yaml(self, name: str, obj: Any) -> None:
+        """Atomically write ``obj`` (plain Python data) as YAML to ``<run>/<name>``.
+
+        Keys keep their order. On failure the previous file, if any, is left
+        intact.
+
+        Raises
+        ------
+        SinkError
+            If ``name`` is not a plain file name, ``obj`` is not representable
+            by ``yaml.safe_dump``, or the file cannot be written.
+        """
+        try:
+            text = yaml.safe_dump(obj, sort_keys=False, allow_unicode=True)
+        except yaml.YAMLError as exc:
+            raise SinkError(f"cannot write {name} as YAML: {exc}") from exc
+        self._write_bytes(name, text.encode())
+
+    def _write_bytes(self, name: str, data: bytes) -> None:
+        if name in ("", ".", "..") or Path(name).name != name:
+            raise SinkError(f"{name!r} is not a plain file name")
+        path = self._path / name
+        tmp = path.with_name(name + _TMP)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+            _fsync_path(self._path)
+        except OSError as exc:
+            _discard(tmp)
+            raise SinkError(f"cannot write {path}: {exc}") from exc
+
+    # -- close -----------------------------------------------------------------
+    def close(self) -> None:
+        """Compact every stream into ``<run>/<stream>.parquet`` and remove ``.parts``.
+
+        Idempotent. If it fails, calling it again resumes with the streams not
+        yet compacted; the parts of those streams stay readable meanwhile.
+
+        Raises
+        ------
+        SinkError
+            If a stream file cannot be written or the parts cannot be removed.
+        """
+        if self._closed:
+            return
+        for s in self._streams.values():
+            if not s.compacted:
+                self._compact(s)
+        try:
+            shutil.rmtree(self._path / PARTS_DIR)
+            _fsync_path(self._path)
+        except OSError as exc:
+            raise SinkError(f"cannot remove {self._path / PARTS_DIR}: {exc}") from exc
+        self._closed = True
+
+    def _compact(self, s: _Stream) -> None:
+        final = self._path / f"{s.name}.parquet"
+        if len(s.parts) == 1 and not s.rows:
+            # A lone part is already a complete, fsynced file: rename, don't re-encode.
+            try:
+                os.replace(s.parts[0].path, final)
+                _fsync_path(self._path)
+            except OSError as exc:
+                raise SinkError(f"cannot write {final}: {exc}") from exc
+        else:
+            tables = chain((t for p in s.parts for t in _row_groups(p.path)), s.buffer)
+            _write_parquet(final, s.schema, _regroup(tables, _ROW_GROUP_ROWS))
+            for p in s.parts:
+                p.path.unlink(missing_ok=True)
+        s.parts = []
+        s.buffer = []
+        s.rows = 0
+        s.compacted = True
+
+
+def _live_parts(parts_dir: Path) -> list[Path]:
+    """The parts of one stream in row order, skipping those a merged part already covers."""
+    found = []
+    for p in parts_dir.iterdir():
+        m = _PART_RE.fullmatch(p.name)
+        if m:
+            first = int(m[1])
+            found.append((first, int(m[2] or first), p))
+    found.sort(key=lambda x: (x[0], -x[1]))
+    live, covered = [], 0
+    for first, last, p in found:
+        if first > covered:
+            live.append(p)
+            covered = last
+    return live
+
+
+def read_stream(run_dir: str | os.PathLike[str], stream: str) -> pa.Table:
+    """Read one stream of a run directory, closed or crashed.
+
+    Parameters
+    ----------
+    run_dir : str or os.PathLike
+        The run directory.
+    stream : str
+        Stream name, e.g. ``"ticks"`` or ``"candles_1m"``.
+
+    Returns
+    -------
+    pyarrow.Table
+        ``<stream>.parquet`` if present; else the rows of every part left by
+        an unclosed or crashed run, in append order (zero rows with the
+        stream's schema when it never flushed).
+
+    Raises
+    ------
+    DataError
+        If the run directory or the stream is missing, or a file is unreadable.
+    """
+    run = Path(run_dir)
+    final = run / f"{stream}.parquet"
+    parts_dir = run / PARTS_DIR / stream
+    # A live run may merge or compact between listing and reading; list again then.
+    for _ in range(3):
+        try:
+            if final.exists():
+                return pq.read_table(final)
+            if not parts_dir.is_dir():
+                break
+            parts = _live_parts(parts_dir)
+            if parts:
+                return pa.concat_tables([pq.read_table(p) for p in parts])
+            if stream in STREAM_SCHEMAS:
+                return STREAM_SCHEMAS[stream].empty_table()
+            break
+        except FileNotFoundError:
+            continue
+        except (OSError, pa.ArrowException) as exc:
+            raise DataError(f"cannot read stream {stream!r} of {run}: {exc}") from exc
+    if not run.is_dir():
+        raise DataError(f"run directory {run} does not exist")
+    raise DataError(f"run directory {run} has no {final.name} and no parts in {parts_dir}")
