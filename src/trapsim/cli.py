@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 from rich.console import Console
+
+from typer.exceptions import TyperException
 
 from trapsim.core.errors import TrapsimError
 
@@ -127,15 +128,19 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors print one line and exit 2."""
     try:
         app(args=argv, standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         sys.exit(130)
-    except click.exceptions.ClickException as exc:
-        console.print(f"trapsim: error: {exc.format_message()}", highlight=False, markup=False)
-        sys.exit(2)
+    except TyperException as exc:
+        _fail(exc.format_message())
     except TrapsimError as exc:
-        console.print(f"trapsim: error: {exc}", highlight=False, markup=False)
-        sys.exit(2)
+        _fail(str(exc))
+
+
+def _fail(message: str) -> None:
+    # One line, never wrapped: scripts and log scrapers read it.
+    print("trapsim: error: " + " ".join(message.split()), file=sys.stderr)
+    sys.exit(2)
 
 

@@ -58,7 +58,7 @@ def test_run_directory_contents_and_report(tmp_path):
     for name in ("ticks", "labels", "hf_activations", "candles_1m"):
         assert (tmp_path / "r" / f"{name}.parquet").is_file()
     ticks = pq.read_table(tmp_path / "r" / "ticks.parquet")
-    assert ticks.schema.field("ts").type == "timestamp[ns, tz=UTC]"
+    assert str(ticks.schema.field("ts").type) == "timestamp[ns, tz=UTC]"
     assert ticks.column_names == ["ts", "symbol", "price", "bid", "ask", "volume", "regime"]
     t = ticks.to_pydict()
     assert np.all(np.diff(ticks["ts"].cast("int64").to_numpy()) == 1_000_000_000)
@@ -87,7 +87,7 @@ def test_run_directory_contents_and_report(tmp_path):
     ],
 )
 def test_bad_options_exit_2_with_one_line(tmp_path, args, needle):
-    res = trapsim("run", *args, "--duration", 0.01, "--sleep", 0, "--out", tmp_path / "r",
+    res = trapsim("run", "--duration", 0.01, "--sleep", 0, "--out", tmp_path / "r", *args,
                   cwd=tmp_path)
     assert res.returncode == 2, res.stderr
     lines = res.stderr.strip().splitlines()
@@ -116,7 +116,7 @@ def test_existing_run_directory_is_never_overwritten(tmp_path):
 def test_sigterm_during_paced_run_leaves_readable_files_and_report(tmp_path):
     out = tmp_path / "r"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "trapsim", "run", "--sleep", 0.001, "--seed", 5, "--out", str(out)],
+        [sys.executable, "-m", "trapsim", "run", "--sleep", "0.001", "--seed", "5", "--out", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     deadline = time.monotonic() + 60

@@ -102,7 +102,9 @@ class Runner:
         ended = []
         for label in released:
             ended += self.hf.add(label["start_ts"], label["type"])[0]
-        ended += self.hf.advance(now)
+        # A pending trap may already have started: HF time must not pass its start,
+        # or a paced run could close an activation that trap extends.
+        ended += self.hf.advance(min(now, self.pending[0]["start_ts"]) if self.pending else now)
         self._write_labels(released, ended)
         self.last_tick = ticks.slice(len(ticks) - 1, len(ticks))
 

@@ -112,6 +112,7 @@ class Simulation:
         lookback = self.injector.lookback_ns
         span = self.injector.max_span_ns
         produced = 0
+        released = -(2**62)  # ticks before this time have been yielded
         done = False
         while not done:
             want = CHUNK if self.total_ticks is None else min(CHUNK, self.total_ticks - produced)
@@ -124,19 +125,18 @@ class Simulation:
                 return
             upto = int(buf.ts[-1]) + NS if done else int(buf.ts[-1]) - span
             labels = self.injector.inject(buf.ts, buf.price, buf.overlay, buf.volume, upto)
-            n = int(np.searchsorted(buf.ts, upto))
-            if n:
-                yield self._final(buf, n), labels
-            elif labels:
-                yield self._final(buf, 0), labels
-            keep = int(np.searchsorted(buf.ts, upto - lookback))
-            buf.drop_before(min(keep, n))
+            lo = int(np.searchsorted(buf.ts, released))
+            hi = int(np.searchsorted(buf.ts, upto))
+            if hi > lo or labels:
+                yield self._final(buf, lo, hi), labels
+            released = max(released, upto)
+            # Keep the injector's look-back; released ticks before it are gone for good.
+            buf.drop_before(min(int(np.searchsorted(buf.ts, upto - lookback)), hi))
 
-    def _final(self, buf: _Buffer, n: int) -> TickBatch:
-        ts = buf.ts[:n].copy()
-        overlay = buf.overlay[:n]
-        price = buf.price[:n] * np.exp(overlay)
-        volume = buf.volume[:n].copy()
+    def _final(self, buf: _Buffer, lo: int, hi: int) -> TickBatch:
+        ts = buf.ts[lo:hi].copy()
+        price = buf.price[lo:hi] * np.exp(buf.overlay[lo:hi])
+        volume = buf.volume[lo:hi].copy()
         bid, ask = self.spread.quotes(ts, price, volume)
-        return TickBatch(self.symbol, ts, price, bid, ask, volume, buf.regime[:n].copy(),
+        return TickBatch(self.symbol, ts, price, bid, ask, volume, buf.regime[lo:hi].copy(),
                          self.regime_names)

@@ -138,11 +138,11 @@ def _discard(tmp: Path) -> None:
 
 
 def _write_parquet(path: Path, schema: pa.Schema, tables: Iterable[pa.Table]) -> None:
-    """Write ``tables`` atomically to ``path`` (temp, fsync, replace, fsync dir)."""
+    """Write ``tables`` atomically to ``path`` (temp, fsync, replace, fsync dir) in fixed row groups."""
     tmp = path.with_name(path.name + _TMP)
     try:
         with pq.ParquetWriter(tmp, schema, **_parquet_options(schema)) as writer:
-            for table in tables:
+            for table in _regroup(tables, _ROW_GROUP_ROWS):
                 writer.write_table(table, row_group_size=_ROW_GROUP_ROWS)
         _fsync_path(tmp)
         os.replace(tmp, path)
@@ -153,18 +153,26 @@ def _write_parquet(path: Path, schema: pa.Schema, tables: Iterable[pa.Table]) ->
 
 
 def _regroup(tables: Iterable[pa.Table], rows: int) -> Iterator[pa.Table]:
-    """Concatenate consecutive tables (zero-copy) into tables of at least ``rows`` rows."""
+    """Re-cut consecutive tables into tables of exactly ``rows`` rows (the last may be shorter).
+
+    Fixed cuts make a compacted file's row groups, and so its bytes, independent
+    of when the run happened to flush: a paced run and a flat-out run of the same
+    config write identical files.
+    """
     pending: list[pa.Table] = []
     n = 0
     for table in tables:
-        if table.num_rows:
-            pending.append(table)
-            n += table.num_rows
-        if n >= rows:
-            yield pa.concat_tables(pending)
-            pending, n = [], 0
+        if not table.num_rows:
+            continue
+        pending.append(table)
+        n += table.num_rows
+        while n >= rows:
+            whole = pa.concat_tables(pending)
+            yield whole.slice(0, rows).combine_chunks()
+            rest = whole.slice(rows)
+            pending, n = ([rest] if rest.num_rows else []), rest.num_rows
     if pending:
-        yield pa.concat_tables(pending)
+        yield pa.concat_tables(pending).combine_chunks()
 
 
 def _row_groups(path: Path) -> Iterator[pa.Table]:
@@ -419,7 +427,7 @@ class RunDir:
                 raise SinkError(f"cannot write {final}: {exc}") from exc
         else:
             tables = chain((t for p in s.parts for t in _row_groups(p.path)), s.buffer)
-            _write_parquet(final, s.schema, _regroup(tables, _ROW_GROUP_ROWS))
+            _write_parquet(final, s.schema, tables)
             for p in s.parts:
                 p.path.unlink(missing_ok=True)
         s.parts = []
