@@ -51,8 +51,13 @@ class _Buffer:
             setattr(self, name, getattr(self, name)[i:])
 
 
-def open_market(cfg: RunConfig) -> Market:
-    """The base market of a run: the replayed file, or the synthetic process."""
+def open_market(cfg: RunConfig, warmup_ns: int) -> Market:
+    """The base market of a run: the replayed file, or the synthetic process.
+
+    A synthetic market starts ``warmup_ns`` before ``cfg.start`` so the injector
+    has its look-back history from the first emitted tick on; a replay starts at
+    the file's first candle.
+    """
     if cfg.replay is not None:
         from trapsim.feeds.replay import ReplayMarket
 
@@ -60,7 +65,7 @@ def open_market(cfg: RunConfig) -> Market:
     return SyntheticMarket(
         cfg.market or DEFAULT_PARAMS,
         seed=cfg.seed,
-        start_ts=cfg.start_ns,
+        start_ts=cfg.start_ns - warmup_ns,
         volatility=cfg.volatility,
         symbol=cfg.symbol,
     )
@@ -85,23 +90,32 @@ class Simulation:
 
     def __init__(self, cfg: RunConfig) -> None:
         self.cfg = cfg
-        self.market = open_market(cfg)
         self.symbol = cfg.symbol
-        self.regime_names = tuple(self.market.regime_names)
+        if cfg.replay is not None:
+            self.market = open_market(cfg, 0)
+            self.start_ts = int(self.market.start_ts)
+        else:
+            self.start_ts = cfg.start_ns
         self.injector = TrapInjector(
-            symbol=cfg.symbol,
-            frequency=cfg.frequency,
-            seed=cfg.seed,
-            start_ts=self._first_ts(),
+            symbol=cfg.symbol, frequency=cfg.frequency, seed=cfg.seed, start_ts=self.start_ts
         )
+        warmup = 0
+        if cfg.replay is None:
+            warmup = -(-self.injector.lookback_ns // NS) * NS  # whole seconds
+            self.market = open_market(cfg, warmup)
+        self.regime_names = tuple(self.market.regime_names)
         self.spread = SpreadModel(cfg.market or DEFAULT_PARAMS, seed=cfg.seed, symbol=cfg.symbol)
         self.total_ticks = None if cfg.duration is None else int(round(cfg.duration * 3600))
         if cfg.replay is not None:
             n = self.market.n_ticks
             self.total_ticks = n if self.total_ticks is None else min(n, self.total_ticks)
-
-    def _first_ts(self) -> int:
-        return int(getattr(self.market, "start_ts", self.cfg.start_ns))
+        # Synthetic runs also simulate past their end, so traps near the end still
+        # complete; ticks outside [start, end) are never yielded.
+        self.end_ts = None if self.total_ticks is None else self.start_ts + self.total_ticks * NS
+        self._limit = None
+        if self.total_ticks is not None:
+            extra = 0 if cfg.replay is not None else -(-self.injector.max_span_ns // NS)
+            self._limit = warmup // NS + self.total_ticks + extra
 
     def batches(self) -> Iterator[tuple[TickBatch, list[dict]]]:
         """Yield ``(ticks, labels)``: final ticks, and the labels injected in this step.
@@ -111,22 +125,24 @@ class Simulation:
         buf = _Buffer.empty()
         lookback = self.injector.lookback_ns
         span = self.injector.max_span_ns
+        limit = self._limit
         produced = 0
-        released = -(2**62)  # ticks before this time have been yielded
+        released = self.start_ts  # ticks before this time are never yielded (warm-up)
         done = False
         while not done:
-            want = CHUNK if self.total_ticks is None else min(CHUNK, self.total_ticks - produced)
+            want = CHUNK if limit is None else min(CHUNK, limit - produced)
             chunk = self.market.next_chunk(want) if want > 0 else None
             if chunk is not None and len(chunk):
                 buf.extend(chunk)
                 produced += len(chunk)
-            done = chunk is None or len(chunk) < CHUNK or produced == self.total_ticks
+            done = chunk is None or len(chunk) < CHUNK or produced == limit
             if not len(buf.ts):
                 return
             upto = int(buf.ts[-1]) + NS if done else int(buf.ts[-1]) - span
             labels = self.injector.inject(buf.ts, buf.price, buf.overlay, buf.volume, upto)
             lo = int(np.searchsorted(buf.ts, released))
-            hi = int(np.searchsorted(buf.ts, upto))
+            cut = upto if self.end_ts is None else min(upto, self.end_ts)
+            hi = int(np.searchsorted(buf.ts, cut))
             if hi > lo or labels:
                 yield self._final(buf, lo, hi), labels
             released = max(released, upto)
@@ -140,3 +156,4 @@ class Simulation:
         bid, ask = self.spread.quotes(ts, price, volume)
         return TickBatch(self.symbol, ts, price, bid, ask, volume, buf.regime[lo:hi].copy(),
                          self.regime_names)
+
