@@ -54,6 +54,7 @@ from trapsim.core.seeding import rng_for
 from trapsim.core.time import MINUTE_NS, NS, iso
 from trapsim.scenarios.arrivals import HawkesArrivals
 from trapsim.scenarios.contract import (
+    SIGMA_MINUTES,
     RANGE_NS,
     VOLUME_BASE_NS,
     Measure,
@@ -64,6 +65,8 @@ from trapsim.scenarios.contract import (
 )
 from trapsim.scenarios.traps import QUICK, TRAP_TYPES, TRAPS, Draft, Site, Trap
 
+FIRST_TRAP_NS = (SIGMA_MINUTES + 1) * MINUTE_NS
+"""Earliest trap start after the stream's first tick: σ needs 61 whole minutes before it."""
 TRAPS_PER_HOUR = 10.0
 """Mean trap rate at ``frequency = 1``, traps per hour of market time."""
 
@@ -179,7 +182,11 @@ class TrapInjector:
         self._clock = 0  # time of the last try or drop: no later arrival goes before it, ns
         self._last_start = None  # start of the last trap placed, ns
         self._next_id = 0
-        self._earliest = None  # first buffer tick + lookback_ns, set by the first call
+        # Every measure of a label must be taken on the emitted stream, which
+        # starts at start_ts: no trap before σ's 61 minute closes exist there;
+        # prior ranges are cut at the stream start (docs/labels.md).
+        self._stream_start = int(start_ts)
+        self._earliest = self._stream_start + FIRST_TRAP_NS
         self._upto = None  # upto_ts of the previous call
 
     def _peek(self, k: int) -> int | None:
@@ -243,8 +250,6 @@ class TrapInjector:
         self._upto = upto
         if not n:
             return []
-        if self._earliest is None:
-            self._earliest = int(ts[0]) + self.lookback_ns
         labels: list[dict] = []
         final = None
         while (arrival := self._peek(0)) is not None:
@@ -258,7 +263,7 @@ class TrapInjector:
             if j >= n or ts[j] + self.max_span_ns > ts[-1]:
                 self._pop()  # the source ends before the span could
                 continue
-            if ts[j] - self.lookback_ns < ts[0]:
+            if ts[0] > max(self._stream_start, ts[j] - self.lookback_ns):
                 raise ConfigError(
                     f"the buffer starts at {iso(ts[0])}, less than lookback_ns before "
                     f"a span at {iso(ts[j])}")

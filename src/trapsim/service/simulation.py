@@ -51,13 +51,8 @@ class _Buffer:
             setattr(self, name, getattr(self, name)[i:])
 
 
-def open_market(cfg: RunConfig, warmup_ns: int) -> Market:
-    """The base market of a run: the replayed file, or the synthetic process.
-
-    A synthetic market starts ``warmup_ns`` before ``cfg.start`` so the injector
-    has its look-back history from the first emitted tick on; a replay starts at
-    the file's first candle.
-    """
+def open_market(cfg: RunConfig) -> Market:
+    """The base market of a run: the replayed file, or the synthetic process."""
     if cfg.replay is not None:
         from trapsim.feeds.replay import ReplayMarket
 
@@ -65,7 +60,7 @@ def open_market(cfg: RunConfig, warmup_ns: int) -> Market:
     return SyntheticMarket(
         cfg.market or DEFAULT_PARAMS,
         seed=cfg.seed,
-        start_ts=cfg.start_ns - warmup_ns,
+        start_ts=cfg.start_ns,
         volatility=cfg.volatility,
         symbol=cfg.symbol,
     )
@@ -91,19 +86,12 @@ class Simulation:
     def __init__(self, cfg: RunConfig) -> None:
         self.cfg = cfg
         self.symbol = cfg.symbol
-        if cfg.replay is not None:
-            self.market = open_market(cfg, 0)
-            self.start_ts = int(self.market.start_ts)
-        else:
-            self.start_ts = cfg.start_ns
+        self.market = open_market(cfg)
+        self.start_ts = int(getattr(self.market, "start_ts", cfg.start_ns))
+        self.regime_names = tuple(self.market.regime_names)
         self.injector = TrapInjector(
             symbol=cfg.symbol, frequency=cfg.frequency, seed=cfg.seed, start_ts=self.start_ts
         )
-        warmup = 0
-        if cfg.replay is None:
-            warmup = -(-self.injector.lookback_ns // NS) * NS  # whole seconds
-            self.market = open_market(cfg, warmup)
-        self.regime_names = tuple(self.market.regime_names)
         self.spread = SpreadModel(cfg.market or DEFAULT_PARAMS, seed=cfg.seed, symbol=cfg.symbol)
         self.total_ticks = None if cfg.duration is None else int(round(cfg.duration * 3600))
         if cfg.replay is not None:
@@ -115,7 +103,7 @@ class Simulation:
         self._limit = None
         if self.total_ticks is not None:
             extra = 0 if cfg.replay is not None else -(-self.injector.max_span_ns // NS)
-            self._limit = warmup // NS + self.total_ticks + extra
+            self._limit = self.total_ticks + extra
 
     def batches(self) -> Iterator[tuple[TickBatch, list[dict]]]:
         """Yield ``(ticks, labels)``: final ticks, and the labels injected in this step.
@@ -127,7 +115,7 @@ class Simulation:
         span = self.injector.max_span_ns
         limit = self._limit
         produced = 0
-        released = self.start_ts  # ticks before this time are never yielded (warm-up)
+        released = self.start_ts  # ticks before this time have been yielded
         done = False
         while not done:
             want = CHUNK if limit is None else min(CHUNK, limit - produced)
