@@ -51,9 +51,22 @@ def whole_command(hours: float) -> tuple[float, float]:
         out = Path(tmp) / "run"
         t = time.perf_counter()
         subprocess.run(
-            [sys.executable, "-m", "trapsim", "run", "--duration", str(hours), "--sleep", "0",
-             "--seed", "7", "--out", str(out)],
-            check=True, capture_output=True,
+            [
+                sys.executable,
+                "-m",
+                "trapsim",
+                "run",
+                "--duration",
+                str(hours),
+                "--sleep",
+                "0",
+                "--seed",
+                "7",
+                "--out",
+                str(out),
+            ],
+            check=True,
+            capture_output=True,
         )
         wall = time.perf_counter() - t
     rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
@@ -64,9 +77,20 @@ def paced_drift(wall_seconds: float = 60.0, sleep: float = 0.001) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
         proc = subprocess.Popen(
-            [sys.executable, "-m", "trapsim", "run", "--sleep", str(sleep), "--seed", "7",
-             "--out", str(out)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "trapsim",
+                "run",
+                "--sleep",
+                str(sleep),
+                "--seed",
+                "7",
+                "--out",
+                str(out),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         while not (out / "config.yaml").exists():
             time.sleep(0.01)
@@ -91,11 +115,15 @@ def main() -> None:
     print(f"numpy standard_normal: {base / 1e6:.1f} M draws/s")
     for days in (1, 7, 30):
         rate, n, traps = generation_rate(days)
-        print(f"generation {days:>2} d: {n:>9,} ticks, {traps:>5} traps, {rate / 1e6:6.2f} M ticks/s,"
-              f" ratio to numpy normals {rate / base:.2f}")
+        print(
+            f"generation {days:>2} d: {n:>9,} ticks, {traps:>5} traps, {rate / 1e6:6.2f} M ticks/s,"
+            f" ratio to numpy normals {rate / base:.2f}"
+        )
     wall, rss = whole_command(720)
-    print(f"trapsim run --duration 720 --sleep 0: {wall:.2f} s wall, peak RSS {rss:.0f} MB,"
-          f" {2_592_000 / wall / 1e6:.2f} M ticks/s end to end")
+    print(
+        f"trapsim run --duration 720 --sleep 0: {wall:.2f} s wall, peak RSS {rss:.0f} MB,"
+        f" {2_592_000 / wall / 1e6:.2f} M ticks/s end to end"
+    )
     if "--skip-paced" not in sys.argv:
         print("paced --sleep 0.001 over 60 s:", paced_drift())
 

@@ -9,7 +9,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-
 from typer.exceptions import TyperException
 
 from trapsim.core.errors import TrapsimError
@@ -33,14 +32,17 @@ def _default_out() -> Path:
 @app.command()
 def run(
     duration: Annotated[
-        float | None, typer.Option(help="Hours of market time to simulate (default: until stopped).")
+        float | None,
+        typer.Option(help="Hours of market time to simulate (default: until stopped)."),
     ] = None,
     volatility: Annotated[
         float | None, typer.Option(help="Volatility scale factor, > 0 (default 1.0).")
     ] = None,
     frequency: Annotated[
         float | None,
-        typer.Option(help="Trap frequency 0.0–1.0: mean 10 × f traps per market hour (default 0.2)."),
+        typer.Option(
+            help="Trap frequency 0.0–1.0: mean 10 × f traps per market hour (default 0.2)."
+        ),
     ] = None,
     sleep: Annotated[
         float | None,
@@ -51,7 +53,9 @@ def run(
     ] = None,
     start: Annotated[
         str | None,
-        typer.Option(help="Market start, ISO 8601 UTC (default 2025-01-06T00:00:00Z; synthetic only)."),
+        typer.Option(
+            help="Market start, ISO 8601 UTC (default 2025-01-06T00:00:00Z; synthetic only)."
+        ),
     ] = None,
     replay: Annotated[
         Path | None,
@@ -116,7 +120,7 @@ def realism(
         Path | None, typer.Option(help="Figure to write (default RUN_DIR/realism.html).")
     ] = None,
 ) -> None:
-    """Stylized facts of a run against the REALISM bands (and a real file); exit 1 if a band fails."""
+    """Stylized facts of a run against the realism bands and a real file; exit 1 on a failure."""
     from trapsim.service.realism_report import realism_report
 
     ok = realism_report(run_dir, against, figure or run_dir / "realism.html", out_console)
@@ -142,5 +146,3 @@ def _fail(message: str) -> None:
     # One line, never wrapped: scripts and log scrapers read it.
     print("trapsim: error: " + " ".join(message.split()), file=sys.stderr)
     sys.exit(2)
-
-

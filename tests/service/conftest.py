@@ -12,7 +12,10 @@ def trapsim(*args, timeout=300, **kw) -> subprocess.CompletedProcess:
     """Run the CLI in a subprocess, as a user would."""
     return subprocess.run(
         [sys.executable, "-m", "trapsim", *map(str, args)],
-        capture_output=True, text=True, timeout=timeout, **kw,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kw,
     )
 
 

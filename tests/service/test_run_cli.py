@@ -40,15 +40,18 @@ def test_paced_equals_flat_out_bit_for_bit(tmp_path):
 
 
 def test_config_yaml_reproduces_the_run(tmp_path):
-    first = trapsim("run", "--duration", 2, "--sleep", 0, "--volatility", 1.7,
-                    "--out", tmp_path / "a")
+    first = trapsim(
+        "run", "--duration", 2, "--sleep", 0, "--volatility", 1.7, "--out", tmp_path / "a"
+    )
     assert first.returncode == 0, first.stderr
     again = trapsim("run", "--config", tmp_path / "a" / "config.yaml", "--out", tmp_path / "b")
     assert again.returncode == 0, again.stderr
     a, b = tables(tmp_path / "a"), tables(tmp_path / "b")
     assert all(a[s].equals(b[s]) for s in STREAMS)
-    other = trapsim("run", "--config", tmp_path / "a" / "config.yaml", "--seed", 99,
-                    "--out", tmp_path / "c")
+    other = trapsim(
+        "run", "--config", tmp_path / "a" / "config.yaml", "--seed", 99, "--out", tmp_path / "c"
+    )
+    assert other.returncode == 0, other.stderr
     assert not read_stream(tmp_path / "c", "ticks").equals(a["ticks"])
 
 
@@ -87,8 +90,9 @@ def test_run_directory_contents_and_report(tmp_path):
     ],
 )
 def test_bad_options_exit_2_with_one_line(tmp_path, args, needle):
-    res = trapsim("run", "--duration", 0.01, "--sleep", 0, "--out", tmp_path / "r", *args,
-                  cwd=tmp_path)
+    res = trapsim(
+        "run", "--duration", 0.01, "--sleep", 0, "--out", tmp_path / "r", *args, cwd=tmp_path
+    )
     assert res.returncode == 2, res.stderr
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1, res.stderr
@@ -116,8 +120,21 @@ def test_existing_run_directory_is_never_overwritten(tmp_path):
 def test_sigterm_during_paced_run_leaves_readable_files_and_report(tmp_path):
     out = tmp_path / "r"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "trapsim", "run", "--sleep", "0.001", "--seed", "5", "--out", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "trapsim",
+            "run",
+            "--sleep",
+            "0.001",
+            "--seed",
+            "5",
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 60
     while not (out / "config.yaml").exists() and time.monotonic() < deadline:
@@ -150,8 +167,19 @@ def test_replay_with_traps_labels_them(tmp_path, raw):
     src = feather.read_table(raw / "BTC_USDT-1m.feather").slice(0, 2 * 1440)
     path = tmp_path / "two_days.feather"
     feather.write_feather(src, path)
-    res = trapsim("run", "--replay", path, "--frequency", 0.5, "--sleep", 0, "--seed", 1,
-                  "--out", tmp_path / "r")
+    res = trapsim(
+        "run",
+        "--replay",
+        path,
+        "--frequency",
+        0.5,
+        "--sleep",
+        0,
+        "--seed",
+        1,
+        "--out",
+        tmp_path / "r",
+    )
     assert res.returncode == 0, res.stderr
     assert read_stream(tmp_path / "r", "labels").num_rows > 10
     assert read_stream(tmp_path / "r", "ticks").num_rows == 2 * 1440 * 60

@@ -91,7 +91,13 @@ class HFTracker:
 
 
 def hf_activations(times_ns, types, min_traps: int = 3, window_ns: int = 300 * NS) -> list[dict]:
-    """Batch HF activations of trap times (sorted) and their types; same rule as :class:`HFTracker`."""
+    """HF activations of sorted trap times and their types, by the rule of :class:`HFTracker`.
+
+    Returns
+    -------
+    list of dict
+        ``start_ts``, ``end_ts`` (ns), ``trap_count``, ``types`` per activation.
+    """
     tracker = HFTracker(min_traps, window_ns)
     out: list[dict] = []
     for t, kind in zip(times_ns, types, strict=True):

@@ -28,7 +28,7 @@ def parse_ts(text: str) -> int:
 
 
 def iso(ts_ns: int) -> str:
-    """Format int64 ns since the epoch as ISO 8601 UTC (``Z`` suffix, sub-second digits only if any)."""
+    """Format int64 ns since the epoch as ISO 8601 UTC with a ``Z`` suffix (sub-seconds if any)."""
     sec, frac = divmod(int(ts_ns), NS)
     text = datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S")
     return text + (f".{frac:09d}".rstrip("0") if frac else "") + "Z"

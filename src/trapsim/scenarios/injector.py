@@ -54,8 +54,8 @@ from trapsim.core.seeding import rng_for
 from trapsim.core.time import MINUTE_NS, NS, iso
 from trapsim.scenarios.arrivals import HawkesArrivals
 from trapsim.scenarios.contract import (
-    SIGMA_MINUTES,
     RANGE_NS,
+    SIGMA_MINUTES,
     VOLUME_BASE_NS,
     Measure,
     measure,

@@ -24,17 +24,30 @@ class RunConfig(FrozenModel):
     """
 
     duration: float | None = Field(
-        None, gt=0, description="Hours of market time; None runs until stopped (or the replay ends)."
+        None,
+        gt=0,
+        description="Hours of market time; None runs until stopped (or the replay ends).",
     )
     volatility: float = Field(1.0, gt=0, description="Scale factor on volatility.")
     frequency: float = Field(
-        0.2, ge=0.0, le=1.0, description="Trap frequency: mean arrival rate is 10 × frequency per hour."
+        0.2,
+        ge=0.0,
+        le=1.0,
+        description="Trap frequency: mean arrival rate is 10 × frequency per hour.",
     )
-    sleep: float = Field(0.1, ge=0.0, description="Wall seconds per market second; 0 runs flat out.")
-    seed: int = Field(ge=0, lt=2**63, description="Run seed; every random component derives from it.")
-    start: str = Field(DEFAULT_START, description="Market start time, ISO 8601 UTC (synthetic runs).")
+    sleep: float = Field(
+        0.1, ge=0.0, description="Wall seconds per market second; 0 runs flat out."
+    )
+    seed: int = Field(
+        ge=0, lt=2**63, description="Run seed; every random component derives from it."
+    )
+    start: str = Field(
+        DEFAULT_START, description="Market start time, ISO 8601 UTC (synthetic runs)."
+    )
     symbol: Literal["BTC-USD"] = "BTC-USD"
-    replay: str | None = Field(None, description="Candle file replayed instead of the synthetic market.")
+    replay: str | None = Field(
+        None, description="Candle file replayed instead of the synthetic market."
+    )
     hf_min_traps: int = Field(3, ge=1, description="Traps within hf_window that switch HF mode on.")
     hf_window: float = Field(300.0, gt=0, description="HF mode window, seconds.")
     market: MarketParams | None = Field(

@@ -52,7 +52,9 @@ def realism_report(run_dir: Path, against: Path | None, figure: Path, console: C
         ok &= passed
         cells = [fact, f"{value:.3f}"]
         if real_facts:
-            ref = real_facts["kurt_1m"] - real_facts["kurt_1h"] if band is None else real_facts[fact]
+            ref = (
+                real_facts["kurt_1m"] - real_facts["kurt_1h"] if band is None else real_facts[fact]
+            )
             cells.append(f"{ref:.3f}")
         cells.append(f"{band.lo:g} – {band.hi:g}" if band else "> 0")
         cells.append("[green]pass[/]" if passed else "[bold red]FAIL[/]")
@@ -69,7 +71,7 @@ def realism_report(run_dir: Path, against: Path | None, figure: Path, console: C
 
 
 def write_figure(run, real, path: Path) -> None:
-    """Return distribution, ACF of abs returns and intraday profile, run vs real, as self-contained HTML."""
+    """Return distribution, ACF of abs returns, intraday profile: run vs real, as HTML."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -92,14 +94,24 @@ def write_figure(run, real, path: Path) -> None:
         fig.add_trace(go.Scatter(x=mid, y=hist, name=name, line=line), 1, 1)
         a = np.abs(r)
         fig.add_trace(
-            go.Scatter(x=ACF_LAGS, y=[acf(a, int(k)) for k in ACF_LAGS], name=name, line=line,
-                       showlegend=False), 1, 2
+            go.Scatter(
+                x=ACF_LAGS,
+                y=[acf(a, int(k)) for k in ACF_LAGS],
+                name=name,
+                line=line,
+                showlegend=False,
+            ),
+            1,
+            2,
         )
         facts = stylized_facts(ts, close, volume)
         hourly = np.asarray(facts["hourly_abs_return"])
         fig.add_trace(
-            go.Scatter(x=np.arange(24), y=hourly / hourly.mean(), name=name, line=line,
-                       showlegend=False), 1, 3
+            go.Scatter(
+                x=np.arange(24), y=hourly / hourly.mean(), name=name, line=line, showlegend=False
+            ),
+            1,
+            3,
         )
     fig.update_yaxes(type="log", row=1, col=1)
     fig.update_xaxes(type="log", row=1, col=2)

@@ -135,8 +135,11 @@ class Runner:
         columns = (
             TextColumn("[bold]simulating"),
             BarColumn(),
-            TextColumn("{task.completed:,}/{task.total:,} ticks" if self.sim.total_ticks else
-                       "{task.completed:,} ticks"),
+            TextColumn(
+                "{task.completed:,}/{task.total:,} ticks"
+                if self.sim.total_ticks
+                else "{task.completed:,} ticks"
+            ),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
         )
@@ -159,8 +162,9 @@ class Runner:
         released = 0
         t0 = time.monotonic()
         last_flush = last_status = t0
-        with Live(self._status(), console=self.console, refresh_per_second=STATUS_HZ,
-                  transient=False) as live:
+        with Live(
+            self._status(), console=self.console, refresh_per_second=STATUS_HZ, transient=False
+        ) as live:
             for ticks, labels in self.sim.batches():
                 self.pending.extend(labels)
                 i = 0
@@ -225,8 +229,15 @@ def print_report(report: dict, console: Console) -> None:
     from rich.table import Table
 
     head = Table(title="trapsim run", show_header=False)
-    for key in ("market_start", "market_end", "market_hours", "ticks", "stopped_by",
-                "wall_seconds", "ticks_per_wall_second"):
+    for key in (
+        "market_start",
+        "market_end",
+        "market_hours",
+        "ticks",
+        "stopped_by",
+        "wall_seconds",
+        "ticks_per_wall_second",
+    ):
         value = report.get(key)
         head.add_row(key, f"{value:,.2f}" if isinstance(value, float) else str(value))
     price = report["price"]

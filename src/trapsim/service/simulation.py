@@ -142,6 +142,6 @@ class Simulation:
         price = buf.price[lo:hi] * np.exp(buf.overlay[lo:hi])
         volume = buf.volume[lo:hi].copy()
         bid, ask = self.spread.quotes(ts, price, volume)
-        return TickBatch(self.symbol, ts, price, bid, ask, volume, buf.regime[lo:hi].copy(),
-                         self.regime_names)
-
+        return TickBatch(
+            self.symbol, ts, price, bid, ask, volume, buf.regime[lo:hi].copy(), self.regime_names
+        )

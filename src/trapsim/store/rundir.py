@@ -138,7 +138,7 @@ def _discard(tmp: Path) -> None:
 
 
 def _write_parquet(path: Path, schema: pa.Schema, tables: Iterable[pa.Table]) -> None:
-    """Write ``tables`` atomically to ``path`` (temp, fsync, replace, fsync dir) in fixed row groups."""
+    """Write ``tables`` atomically (temp, fsync, replace, fsync dir) in fixed row groups."""
     tmp = path.with_name(path.name + _TMP)
     try:
         with pq.ParquetWriter(tmp, schema, **_parquet_options(schema)) as writer:
