@@ -117,9 +117,8 @@ def stylized_facts(minute_ts: np.ndarray, close: np.ndarray, volume: np.ndarray)
     facts["season_peak_hour"] = int(np.argmax(by_hour))
     facts["season_max_min"] = float(by_hour.max() / by_hour.min()) if by_hour.min() > 0 else np.inf
     weekend = day_of_week(t) >= 5
-    facts["weekend_ratio"] = (
-        float(a[weekend].mean() / a[~weekend].mean()) if weekend.any() and (~weekend).any() else np.nan
-    )
+    both = weekend.any() and (~weekend).any()
+    facts["weekend_ratio"] = float(a[weekend].mean() / a[~weekend].mean()) if both else np.nan
     facts["corr_volume_abs"] = float(np.corrcoef(volume[1:], a)[0, 1])
     facts["ann_vol"] = float(np.std(r) * np.sqrt(MINUTES_PER_YEAR))
     facts["hourly_abs_return"] = by_hour.tolist()
