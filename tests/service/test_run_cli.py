@@ -183,3 +183,34 @@ def test_replay_with_traps_labels_them(tmp_path, raw):
     assert res.returncode == 0, res.stderr
     assert read_stream(tmp_path / "r", "labels").num_rows > 10
     assert read_stream(tmp_path / "r", "ticks").num_rows == 2 * 1440 * 60
+
+
+BAD_CSV = "open_time,open,high,low,close,volume\n" + "".join(
+    f"2023-03-01T00:0{i}:00Z,10,11,9,10,1\n" for i in range(3)
+)
+
+
+@pytest.mark.parametrize(
+    "rows,needle",
+    [
+        ("2023-03-01T00:03:00Z,10,9,11,10,1\n", "row 4"),  # high < low
+        ("2023-03-01T00:02:00Z,10,11,9,10,1\n", "row 4"),  # duplicate time
+        ("2023-03-01T00:05:00Z,10,11,9,10,1\n", "row 4"),  # a gap
+        ("2023-03-01T00:03:00Z,10,11,9,nan,1\n", "row 4"),  # NaN
+    ],
+)
+@pytest.mark.parametrize("command", ["run", "calibrate"])
+def test_malformed_candle_file_exits_2_naming_the_row(tmp_path, rows, needle, command):
+    bad = tmp_path / "bad.csv"
+    bad.write_text(BAD_CSV + rows)
+    args = ["--replay", bad, "--sleep", 0] if command == "run" else [bad]
+    res = trapsim(command, *args, "--out", tmp_path / "out")
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and "bad.csv" in lines[0], res.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_realism_of_a_missing_run_directory_exits_2(tmp_path):
+    res = trapsim("realism", tmp_path / "nothing")
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
