@@ -48,6 +48,11 @@ class HFTracker:
         """Whether HF mode is on after the last trap or time seen."""
         return self._active is not None
 
+    @property
+    def current(self) -> dict | None:
+        """The open activation (``start_ts``, scheduled ``end_ts``, ``trap_count``, ``types``)."""
+        return self._active
+
     def advance(self, now_ns: int) -> list[dict]:
         """Move the clock to ``now_ns``; returns the activation that ended by then, if any."""
         if self._active is not None and now_ns >= self._active["end_ts"]:

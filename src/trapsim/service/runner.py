@@ -7,53 +7,30 @@ between slices; everything released is flushed and the report written.
 
 from __future__ import annotations
 
-import json
 import signal
 import time
 from collections import deque
 from pathlib import Path
 
-import pyarrow as pa
 from rich.console import Console
 from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.text import Text
 
 from trapsim.core.hf import HFTracker
-from trapsim.core.schemas import HF_ACTIVATIONS, LABELS, TS, TickBatch
+from trapsim.core.schemas import TickBatch
 from trapsim.core.time import NS, iso
 from trapsim.market.ohlcv import CandleAggregator
 from trapsim.scenarios.injector import TRAP_TYPES
 from trapsim.service.config import RunConfig
 from trapsim.service.simulation import Simulation
 from trapsim.service.stats import RunStats
-from trapsim.store.rundir import RunDir
+from trapsim.store.base import Sink
+from trapsim.store.rundir import RunDir, RunDirSink
 
 FLUSH_SECONDS = 2.0
 """Wall seconds between flushes of the run directory: the most a kill can lose."""
 STATUS_HZ = 5
-
-
-def labels_table(labels: list[dict]) -> pa.Table:
-    """Label dicts (int ns times, params dict) as a :data:`LABELS` table."""
-    cols = {name: [lab[name] for lab in labels] for name in LABELS.names}
-    cols["params"] = [json.dumps(p, sort_keys=True) for p in cols["params"]]
-    for name in ("start_ts", "peak_ts", "end_ts"):
-        cols[name] = pa.array(cols[name], pa.int64()).cast(TS)
-    return pa.table(cols, schema=LABELS)
-
-
-def hf_table(acts: list[dict]) -> pa.Table:
-    """HF activation dicts as an :data:`HF_ACTIVATIONS` table."""
-    return pa.table(
-        {
-            "start_ts": pa.array([a["start_ts"] for a in acts], pa.int64()).cast(TS),
-            "end_ts": pa.array([a["end_ts"] for a in acts], pa.int64()).cast(TS),
-            "trap_count": [a["trap_count"] for a in acts],
-            "types": [json.dumps(a["types"]) for a in acts],
-        },
-        schema=HF_ACTIVATIONS,
-    )
 
 
 class Runner:
@@ -69,19 +46,22 @@ class Runner:
         Where the live status, progress bar and report go.
     """
 
-    def __init__(self, cfg: RunConfig, out: Path, console: Console) -> None:
+    def __init__(
+        self, cfg: RunConfig, out: Path, console: Console, extra_sinks: tuple[Sink, ...] = ()
+    ) -> None:
         self.cfg = cfg
         self.console = console
         self.sim = Simulation(cfg)
-        self.rundir = RunDir.create(out)
-        self.rundir.write_yaml("config.yaml", cfg.model_dump(mode="json"))
+        rundir = RunDir.create(out)
+        rundir.write_yaml("config.yaml", cfg.model_dump(mode="json"))
+        self.sinks: list[Sink] = [RunDirSink(rundir), *extra_sinks]
         self.candles = CandleAggregator(cfg.symbol, "1m")
         self.hf = HFTracker(cfg.hf_min_traps, int(cfg.hf_window * NS))
         self.stats = RunStats(self.sim.regime_names, TRAP_TYPES)
         self.pending: deque[dict] = deque()
         self.stop_reason: str | None = None
         self.last_tick: TickBatch | None = None
-        self.hf_on = False
+        self.t_start = time.monotonic()
 
     # -- signals -------------------------------------------------------------
     def _on_signal(self, signum, _frame) -> None:
@@ -89,19 +69,25 @@ class Runner:
 
     # -- one released slice of ticks ------------------------------------------
     def _emit(self, ticks: TickBatch) -> None:
-        self.rundir.append("ticks", ticks.to_arrow())
         candles = self.candles.update(ticks.ts, ticks.price, ticks.volume)
-        if candles.num_rows:
-            self.rundir.append("candles_1m", candles)
-            self.stats.add_candles(candles["close"].to_numpy())
         self.stats.add_ticks(ticks)
+        for sink in self.sinks:
+            sink.ticks(ticks)
+        if candles.num_rows:
+            self.stats.add_candles(candles["close"].to_numpy())
+            for sink in self.sinks:
+                sink.candles(candles)
         now = int(ticks.ts[-1])
         released = []
         while self.pending and self.pending[0]["end_ts"] <= now:
             released.append(self.pending.popleft())
         ended = []
         for label in released:
-            ended += self.hf.add(label["start_ts"], label["type"])[0]
+            done, switched_on = self.hf.add(label["start_ts"], label["type"])
+            ended += done
+            if switched_on:
+                for sink in self.sinks:
+                    sink.hf_switched_on(label["start_ts"], self.hf.current["trap_count"])
         # A pending trap may already have started: HF time must not pass its start,
         # or a paced run could close an activation that trap extends.
         ended += self.hf.advance(min(now, self.pending[0]["start_ts"]) if self.pending else now)
@@ -110,17 +96,33 @@ class Runner:
 
     def _write_labels(self, labels: list[dict], acts: list[dict]) -> None:
         if labels:
-            self.rundir.append("labels", labels_table(labels))
             self.stats.add_labels(labels)
+            for sink in self.sinks:
+                sink.labels(labels)
         if acts:
-            self.rundir.append("hf_activations", hf_table(acts))
             self.stats.hf_activations += len(acts)
+            for sink in self.sinks:
+                sink.hf_activations(acts)
+
+    def _flush(self) -> None:
+        report = self._report()
+        for sink in self.sinks:
+            sink.statistics(report)
+            sink.flush()
+
+    def _report(self) -> dict:
+        report = self.stats.report()
+        wall = time.monotonic() - self.t_start
+        report["stopped_by"] = self.stop_reason
+        report["wall_seconds"] = wall
+        report["ticks_per_wall_second"] = self.stats.ticks / wall if wall > 0 else None
+        return report
 
     # -- the loop --------------------------------------------------------------
     def run(self) -> dict:
         """Run until the duration or replay ends or a signal arrives; returns the report."""
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        t_start = time.monotonic()
+        self.t_start = time.monotonic()
         try:
             if self.cfg.sleep > 0:
                 self._run_paced()
@@ -129,7 +131,7 @@ class Runner:
         finally:
             for s, handler in old.items():
                 signal.signal(s, handler)
-        return self._finish(time.monotonic() - t_start)
+        return self._finish()
 
     def _run_flat(self) -> None:
         columns = (
@@ -152,7 +154,7 @@ class Runner:
                     self._emit(ticks)
                 progress.update(task, advance=len(ticks))
                 if time.monotonic() - last_flush > FLUSH_SECONDS:
-                    self.rundir.flush()
+                    self._flush()
                     last_flush = time.monotonic()
                 if self.stop_reason:
                     return
@@ -181,7 +183,7 @@ class Runner:
                     i += k
                     released += k
                     if now - last_flush > FLUSH_SECONDS:
-                        self.rundir.flush()
+                        self._flush()
                         last_flush = now
                     if now - last_status > 1 / STATUS_HZ:
                         live.update(self._status())
@@ -200,18 +202,17 @@ class Runner:
             f"  bid {t.bid[0]:,.2f} ask {t.ask[0]:,.2f}  {regime}  traps {total}  {hf}"
         )
 
-    def _finish(self, wall: float) -> dict:
+    def _finish(self) -> dict:
         self._write_labels([], self.hf.close())
         last = self.candles.flush()
         if last.num_rows:
-            self.rundir.append("candles_1m", last)
             self.stats.add_candles(last["close"].to_numpy())
-        report = self.stats.report()
-        report["stopped_by"] = self.stop_reason or "end"
-        report["wall_seconds"] = wall
-        report["ticks_per_wall_second"] = self.stats.ticks / wall if wall > 0 else None
-        self.rundir.write_json("stats.json", report)
-        self.rundir.close()
+            for sink in self.sinks:
+                sink.candles(last)
+        self.stop_reason = self.stop_reason or "end"
+        report = self._report()
+        for sink in self.sinks:
+            sink.close(report)
         return report
 
 
@@ -241,8 +242,9 @@ def print_report(report: dict, console: Console) -> None:
         value = report.get(key)
         head.add_row(key, f"{value:,.2f}" if isinstance(value, float) else str(value))
     price = report["price"]
-    head.add_row("price first/last", f"{price['first']:,.2f} / {price['last']:,.2f}")
-    head.add_row("price low/high", f"{price['low']:,.2f} / {price['high']:,.2f}")
+    if report["ticks"]:
+        head.add_row("price first/last", f"{price['first']:,.2f} / {price['last']:,.2f}")
+        head.add_row("price low/high", f"{price['low']:,.2f} / {price['high']:,.2f}")
     head.add_row("HF activations", str(report["hf_activations"]))
     traps = Table(title=f"traps: {report['traps']['total']} ({report['traps']['per_hour']:.2f}/h)")
     traps.add_column("type")

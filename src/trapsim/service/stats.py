@@ -29,7 +29,7 @@ class RunStats:
         self.hf_activations = 0
         self.ticks = 0
         self.first_ts = self.last_ts = None
-        self.first_price = self.last_price = float("nan")
+        self.first_price = self.last_price = None
         self.low = np.inf
         self.high = -np.inf
         self.minute_closes: list[np.ndarray] = []
@@ -53,7 +53,7 @@ class RunStats:
         self.traps.update(label["type"] for label in labels)
 
     def report(self) -> dict:
-        """The report as a JSON-ready dict."""
+        """The report as a JSON-ready dict (``None`` where a number is undefined)."""
         hours = self.ticks / 3600
         total = sum(self.traps.values())
         out: dict = {
@@ -74,8 +74,8 @@ class RunStats:
             "price": {
                 "first": self.first_price,
                 "last": self.last_price,
-                "low": self.low if self.ticks else float("nan"),
-                "high": self.high if self.ticks else float("nan"),
+                "low": self.low if self.ticks else None,
+                "high": self.high if self.ticks else None,
             },
             "returns_1m": _return_stats(self.minute_closes),
         }
@@ -94,7 +94,7 @@ def _return_stats(closes: list[np.ndarray]) -> dict:
         "mean": float(r.mean()),
         "std": float(r.std()),
         "annualised_volatility": float(r.std() * np.sqrt(MINUTES_PER_YEAR)),
-        "excess_kurtosis": float(np.mean(z**4) / var**2 - 3) if var > 0 else float("nan"),
+        "excess_kurtosis": float(np.mean(z**4) / var**2 - 3) if var > 0 else None,
         "min": float(r.min()),
         "max": float(r.max()),
     }

@@ -65,7 +65,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from trapsim.core.errors import ConfigError, DataError, SinkError
-from trapsim.core.schemas import CANDLES, HF_ACTIVATIONS, LABELS, TICKS
+from trapsim.core.schemas import CANDLES, HF_ACTIVATIONS, LABELS, TICKS, TS
 
 STREAM_SCHEMAS: dict[str, pa.Schema] = {
     "ticks": TICKS,
@@ -498,3 +498,65 @@ def read_stream(run_dir: str | os.PathLike[str], stream: str) -> pa.Table:
     if not run.is_dir():
         raise DataError(f"run directory {run} does not exist")
     raise DataError(f"run directory {run} has no {final.name} and no parts in {parts_dir}")
+
+
+class RunDirSink:
+    """The run directory as a :class:`~trapsim.store.base.Sink`.
+
+    Parameters
+    ----------
+    rundir : RunDir
+        An open run directory; closed with the sink.
+    """
+
+    name = "rundir"
+
+    def __init__(self, rundir: RunDir) -> None:
+        self.rundir = rundir
+
+    def ticks(self, batch) -> None:
+        self.rundir.append("ticks", batch.to_arrow())
+
+    def candles(self, table: pa.Table) -> None:
+        self.rundir.append("candles_1m", table)
+
+    def labels(self, labels: list[dict]) -> None:
+        self.rundir.append("labels", labels_table(labels))
+
+    def hf_activations(self, activations: list[dict]) -> None:
+        self.rundir.append("hf_activations", hf_table(activations))
+
+    def hf_switched_on(self, ts: int, trap_count: int) -> None:
+        """Nothing to write: the activation's row is written when it ends."""
+
+    def statistics(self, report: dict) -> None:
+        self.rundir.write_json("stats.json", report)
+
+    def flush(self) -> None:
+        self.rundir.flush()
+
+    def close(self, report: dict) -> None:
+        self.rundir.write_json("stats.json", report)
+        self.rundir.close()
+
+
+def labels_table(labels: list[dict]) -> pa.Table:
+    """Label dicts (int ns times, ``params`` dict) as a :data:`LABELS` table."""
+    cols = {name: [lab[name] for lab in labels] for name in LABELS.names}
+    cols["params"] = [json.dumps(p, sort_keys=True) for p in cols["params"]]
+    for name in ("start_ts", "peak_ts", "end_ts"):
+        cols[name] = pa.array(cols[name], pa.int64()).cast(TS)
+    return pa.table(cols, schema=LABELS)
+
+
+def hf_table(activations: list[dict]) -> pa.Table:
+    """HF activation dicts as an :data:`HF_ACTIVATIONS` table."""
+    return pa.table(
+        {
+            "start_ts": pa.array([a["start_ts"] for a in activations], pa.int64()).cast(TS),
+            "end_ts": pa.array([a["end_ts"] for a in activations], pa.int64()).cast(TS),
+            "trap_count": [a["trap_count"] for a in activations],
+            "types": [json.dumps(a["types"]) for a in activations],
+        },
+        schema=HF_ACTIVATIONS,
+    )
