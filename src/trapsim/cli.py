@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import sys
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -11,7 +13,7 @@ import typer
 from rich.console import Console
 from typer.exceptions import TyperException
 
-from trapsim.core.errors import TrapsimError
+from trapsim.core.errors import SinkError, TrapsimError
 
 app = typer.Typer(
     name="trapsim",
@@ -27,6 +29,10 @@ out_console = Console()
 
 def _default_out() -> Path:
     return Path("runs") / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+SINKS = "Sinks (never recorded in config.yaml)"
+SETTINGS_HELP = "Settings YAML (keys as in `trapsim config show`); default $TRAPSIM_SETTINGS_FILE."
 
 
 @app.command()
@@ -66,33 +72,188 @@ def run(
     ] = None,
     config: Annotated[
         Path | None,
-        typer.Option(help="A run's config.yaml: reproduces that run; other options override it."),
+        typer.Option(
+            help="A run's config.yaml: reproduces that run; options given here override it, "
+            "TRAPSIM_* variables and --settings do not."
+        ),
     ] = None,
     out: Annotated[
         Path | None, typer.Option(help="Run directory to create (default runs/<UTC time>).")
     ] = None,
+    redis: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="Publish live keys and pub/sub to Redis, e.g. redis://127.0.0.1:6379/0.",
+            rich_help_panel=SINKS,
+        ),
+    ] = None,
+    redis_prefix: Annotated[
+        str | None,
+        typer.Option(
+            help="Prefix of every Redis key and channel (default sim_).", rich_help_panel=SINKS
+        ),
+    ] = None,
+    redis_clear: Annotated[
+        bool | None,
+        typer.Option(
+            "--redis-clear/--no-redis-clear",
+            help="Delete this prefix's keys (only those) before the run (default: keep).",
+            rich_help_panel=SINKS,
+        ),
+    ] = None,
+    redis_history_cap: Annotated[
+        int | None,
+        typer.Option(
+            metavar="N",
+            help="Ticks kept per sim_price_history:<day> list (default 10000).",
+            rich_help_panel=SINKS,
+        ),
+    ] = None,
+    redis_list_cap: Annotated[
+        int | None,
+        typer.Option(
+            metavar="N",
+            help="Entries kept in sim_trap_history and sim_hf_activations (default 5000).",
+            rich_help_panel=SINKS,
+        ),
+    ] = None,
+    redis_day_ttl: Annotated[
+        int | None,
+        typer.Option(
+            metavar="SECONDS",
+            help="Expiry of a day list after its last write (default 172800, 2 days).",
+            rich_help_panel=SINKS,
+        ),
+    ] = None,
+    redis_buffer_limit: Annotated[
+        int | None,
+        typer.Option(
+            metavar="N",
+            help="Entries buffered while Redis is unreachable; the oldest are dropped beyond "
+            "(default 200000).",
+            rich_help_panel=SINKS,
+        ),
+    ] = None,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="Store runs, labels, HF activations, statistics and 1-minute candles in SQL: "
+            "sqlite:///runs/sim.db or postgresql+psycopg://user@host/db.",
+            rich_help_panel=SINKS,
+        ),
+    ] = None,
+    db_batch_rows: Annotated[
+        int | None,
+        typer.Option(
+            metavar="N",
+            help="Rows per database transaction and insert (default 10000).",
+            rich_help_panel=SINKS,
+        ),
+    ] = None,
+    db_buffer_limit: Annotated[
+        int | None,
+        typer.Option(
+            metavar="N",
+            help="Rows buffered while the database is unreachable; the oldest are dropped "
+            "beyond (default 200000).",
+            rich_help_panel=SINKS,
+        ),
+    ] = None,
+    allow_offline_sinks: Annotated[
+        bool | None,
+        typer.Option(
+            "--allow-offline-sinks/--no-allow-offline-sinks",
+            help="Start even if Redis or the database is unreachable, buffering until it is "
+            "back (default: exit 2).",
+            rich_help_panel=SINKS,
+        ),
+    ] = None,
+    settings: Annotated[
+        Path | None, typer.Option(metavar="FILE", help=SETTINGS_HELP, rich_help_panel="Settings")
+    ] = None,
 ) -> None:
-    """Simulate BTC-USD ticks with labelled traps into a run directory.
+    """Simulate BTC-USD ticks with labelled traps into a run directory (and Redis, SQL).
 
     Writes ticks.parquet, labels.parquet, hf_activations.parquet,
     candles_1m.parquet, stats.json and config.yaml. Ctrl-C or SIGTERM stops
     cleanly: everything is flushed and the report printed.
-    """
-    from trapsim.service.config import build_config
-    from trapsim.service.runner import execute
 
-    cfg = build_config(
-        config=config,
-        params=params,
-        duration=duration,
-        volatility=volatility,
-        frequency=frequency,
-        sleep=sleep,
-        seed=seed,
-        start=start,
-        replay=replay,
+    Every option except --config, --out and --settings can also come from a
+    TRAPSIM_<NAME> variable, NAME as `trapsim config show` lists it in upper case
+    (TRAPSIM_VOLATILITY=1.5, TRAPSIM_REDIS_URL=…, TRAPSIM_DB_URL=…), or from the
+    settings file. Precedence: options > --config > TRAPSIM_* > settings file >
+    defaults. `trapsim config show` prints the result.
+    """
+    from trapsim.service.runner import execute
+    from trapsim.service.settings import load_settings, mask, open_sinks
+    from trapsim.service.simulation import Simulation
+
+    resolved = load_settings(
+        {
+            "duration": duration,
+            "volatility": volatility,
+            "frequency": frequency,
+            "sleep": sleep,
+            "seed": seed,
+            "start": start,
+            "replay": replay,
+            "params": params,
+            "redis_url": redis,
+            "redis_prefix": redis_prefix,
+            "redis_clear": redis_clear,
+            "redis_history_cap": redis_history_cap,
+            "redis_list_cap": redis_list_cap,
+            "redis_day_ttl": redis_day_ttl,
+            "redis_buffer_limit": redis_buffer_limit,
+            "db_url": db,
+            "db_batch_rows": db_batch_rows,
+            "db_buffer_limit": db_buffer_limit,
+            "allow_offline_sinks": allow_offline_sinks,
+        },
+        settings,
     )
-    execute(cfg, out or _default_out(), console, out_console)
+    cfg = resolved.run_config(config)
+    out = out or _default_out()
+    # Checked before any sink touches a server: --redis-clear deletes keys.
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise SinkError(f"run directory {out} already exists and is not empty")
+    run_id = uuid.uuid4().hex
+    s = resolved.settings
+    # Input files are read and checked before any sink touches a server.
+    sim = Simulation(cfg)
+    sinks = open_sinks(s, cfg, run_id)
+    if s.redis_url:
+        console.print(f"redis {mask(s.redis_url)}  prefix {s.redis_prefix}", markup=False)
+    if s.db_url:
+        console.print(f"database {mask(s.db_url)}", markup=False)
+    execute(cfg, out, console, out_console, sinks, run_id, sim)
+
+
+config_app = typer.Typer(help="Inspect the settings `trapsim run` would use.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("show")
+def config_show(
+    settings: Annotated[Path | None, typer.Option(metavar="FILE", help=SETTINGS_HELP)] = None,
+) -> None:
+    """Print the effective settings (TRAPSIM_* > settings file > defaults), secrets masked.
+
+    The output is YAML; each line's comment says where the value came from.
+    Passwords in URLs and secret URL parameters (token, key, …) print as ***.
+    """
+    from trapsim.service.settings import load_settings
+
+    resolved = load_settings({}, settings)
+    resolved.run_config(None)  # rejects what `trapsim run` would (ranges, missing files)
+    print("# trapsim run settings: options > TRAPSIM_* variables > settings file > defaults")
+    print(f"# settings file: {resolved.settings_file or 'none'}")
+    rows = [(f"{key}: {value}", origin) for key, value, origin in resolved.show()]
+    width = max(len(line) for line, _ in rows)
+    for line, origin in rows:
+        print(f"{line:<{width}}  # {origin}")
 
 
 @app.command()
@@ -137,12 +298,19 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         sys.exit(130)
     except TyperException as exc:
+        if not exc.format_message():
+            sys.exit(2)  # a group called without a command: its help was the answer
         _fail(exc.format_message())
     except TrapsimError as exc:
         _fail(str(exc))
 
 
 def _fail(message: str) -> None:
-    # One line, never wrapped: scripts and log scrapers read it.
-    print("trapsim: error: " + " ".join(message.split()), file=sys.stderr)
+    # One line, never wrapped: scripts and log scrapers read it. Passwords in URLs a
+    # message quotes must not reach terminals and journals.
+    line = " ".join(_URL_PASSWORD.sub(r"\1***@", message).split())
+    print("trapsim: error: " + line, file=sys.stderr)
     sys.exit(2)
+
+
+_URL_PASSWORD = re.compile(r"(\b[a-zA-Z][\w+.-]*://[^\s:/@]*:)[^\s@]*@")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 
-from trapsim.core.config import FrozenModel, read_yaml, validate
+from trapsim.core.config import FrozenModel, describe, read_yaml
+from trapsim.core.errors import ConfigError
 from trapsim.core.time import parse_ts
 from trapsim.market.params import DEFAULT_PARAMS, MarketParams, load_params
 
@@ -68,26 +70,81 @@ class RunConfig(FrozenModel):
         return parse_ts(self.start)
 
 
-def build_config(*, config: Path | None, params: Path | None, **options) -> RunConfig:
-    """Merge a run's options: explicit options over ``config`` file over defaults.
+def build_config(
+    *,
+    config: Path | None,
+    over: Mapping[str, Any],
+    under: Mapping[str, Any] | None = None,
+    names: Mapping[str, str] | None = None,
+) -> RunConfig:
+    """Merge a run's options: ``over`` > the ``config`` file > ``under`` > defaults.
 
-    ``params`` (a calibrated parameters YAML) is stored inline. A missing seed is
-    drawn from the OS and recorded, so every run can be reproduced.
+    Parameters
+    ----------
+    config : Path or None
+        A run's ``config.yaml``; it reproduces that run, so it outranks the
+        options a deployment sets for every run (``under``).
+    over, under : Mapping[str, Any]
+        Run option → value; None means not given. ``params`` is a calibrated
+        parameters YAML, stored inline as ``market`` (read only if it is the
+        market the run uses).
+    names : Mapping[str, str], optional
+        Run option → how an error names it (``--volatility``,
+        ``TRAPSIM_VOLATILITY``); default ``options: <key>``.
+
+    Returns
+    -------
+    RunConfig
+        With a seed: a missing one is drawn from the OS and recorded, so every
+        run can be reproduced.
 
     Raises
     ------
     ConfigError
-        On an unknown key, an out-of-range value or an unreadable file.
+        On an unknown key, an out-of-range value or an unreadable file, naming
+        where the value came from.
     """
-    data = read_yaml(config) if config is not None else {}
-    for key, value in options.items():
-        if value is not None:
-            data[key] = str(value) if isinstance(value, Path) else value
-    if params is not None:
-        data["market"] = load_params(params).model_dump(mode="json")
-    if data.get("replay") is None and data.get("market") is None:
-        data["market"] = DEFAULT_PARAMS.model_dump(mode="json")
+    names = names or {}
+    data: dict[str, Any] = {}
+    where: dict[str, str] = {}
+
+    def given(options: Mapping[str, Any]) -> None:
+        for key, value in options.items():
+            if value is None:
+                continue
+            label = names.get(key, f"options: {key}")
+            if key == "params":
+                key = "market"
+            elif isinstance(value, Path):
+                value = str(value)
+            data[key] = value
+            where[key] = label
+
+    given(under or {})
+    if config is not None:
+        stored = read_yaml(config)
+        data.update(stored)
+        where.update({key: f"{config}: {key}" for key in stored})
+    given(over)
     if data.get("replay") is not None:
         data.pop("market", None)
+        # Checked here, not when the replay starts, so the error names the option or variable.
+        if isinstance(data["replay"], str) and not Path(data["replay"]).is_file():
+            raise ConfigError(f"{where['replay']}: no such file: {data['replay']}")
+    elif data.get("market") is None:
+        data["market"] = DEFAULT_PARAMS.model_dump(mode="json")
+    elif isinstance(data["market"], Path):
+        try:
+            data["market"] = load_params(data["market"]).model_dump(mode="json")
+        except ConfigError as err:
+            raise ConfigError(f"{where['market']}: {err}") from None
     data.setdefault("seed", secrets.randbelow(2**31))
-    return validate(RunConfig, data, str(config) if config else "options")
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        loc = [str(part) for part in first["loc"]]
+        if not loc or loc[0] not in where:
+            raise ConfigError(describe(err, str(config) if config else "options")) from None
+        path = "".join("." + part for part in loc[1:])
+        raise ConfigError(f"{where[loc[0]]}{path}: {first['msg']}") from None

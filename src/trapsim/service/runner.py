@@ -7,8 +7,10 @@ between slices; everything released is flushed and the report written.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
+import uuid
 from collections import deque
 from pathlib import Path
 
@@ -44,14 +46,28 @@ class Runner:
         The run directory to create (must not exist or be empty).
     console : rich.console.Console
         Where the live status, progress bar and report go.
+    extra_sinks : tuple of Sink
+        Sinks fed next to the run directory (Redis, SQL).
+    run_id : str, optional
+        Identifies the run in every sink and in ``stats.json``; default a new uuid4 hex.
+    sim : Simulation, optional
+        The run's simulation, when built beforehand (it reads and checks every
+        input file, so a caller can do that before connecting sinks).
     """
 
     def __init__(
-        self, cfg: RunConfig, out: Path, console: Console, extra_sinks: tuple[Sink, ...] = ()
+        self,
+        cfg: RunConfig,
+        out: Path,
+        console: Console,
+        extra_sinks: tuple[Sink, ...] = (),
+        run_id: str | None = None,
+        sim: Simulation | None = None,
     ) -> None:
         self.cfg = cfg
+        self.run_id = run_id or uuid.uuid4().hex
         self.console = console
-        self.sim = Simulation(cfg)
+        self.sim = sim or Simulation(cfg)
         rundir = RunDir.create(out)
         rundir.write_yaml("config.yaml", cfg.model_dump(mode="json"))
         self.sinks: list[Sink] = [RunDirSink(rundir), *extra_sinks]
@@ -112,6 +128,7 @@ class Runner:
 
     def _report(self) -> dict:
         report = self.stats.report()
+        report["run_id"] = self.run_id
         wall = time.monotonic() - self.t_start
         report["stopped_by"] = self.stop_reason
         report["wall_seconds"] = wall
@@ -128,6 +145,12 @@ class Runner:
                 self._run_paced()
             else:
                 self._run_flat()
+        except Exception as exc:
+            # Close every sink on the way out (sim_running=0, run row ended), best effort.
+            self.stop_reason = f"error: {exc}"
+            with contextlib.suppress(Exception):
+                self._finish()
+            raise
         finally:
             for s, handler in old.items():
                 signal.signal(s, handler)
@@ -189,6 +212,8 @@ class Runner:
                         live.update(self._status())
                         last_status = now
             live.update(self._status())
+        if not self.console.is_terminal:
+            self.console.line()  # a log gets the final status line, then the report
 
     def _status(self) -> Text:
         t = self.last_tick
@@ -211,15 +236,35 @@ class Runner:
                 sink.candles(last)
         self.stop_reason = self.stop_reason or "end"
         report = self._report()
+        # Every sink gets its close (sim_running=0, run row ended) even if one fails.
+        errors = []
         for sink in self.sinks:
-            sink.close(report)
+            try:
+                sink.close(report)
+            except Exception as exc:  # noqa: BLE001 - re-raised below, after the others
+                errors.append(exc)
+        if errors:
+            raise errors[0]
         return report
 
 
-def execute(cfg: RunConfig, out: Path, console: Console, out_console: Console) -> dict:
-    """Run ``cfg`` into ``out``, then print the statistics report; returns it."""
-    runner = Runner(cfg, out, console)
-    console.print(f"run directory {out}  seed {cfg.seed}", highlight=False)
+def execute(
+    cfg: RunConfig,
+    out: Path,
+    console: Console,
+    out_console: Console,
+    extra_sinks: tuple[Sink, ...] = (),
+    run_id: str | None = None,
+    sim: Simulation | None = None,
+) -> dict:
+    """Run ``cfg`` into ``out`` and the extra sinks, print the statistics report; returns it."""
+    runner = Runner(cfg, out, console, extra_sinks, run_id, sim)
+    # One unwrapped line: the daemon script and log scrapers read it.
+    console.print(
+        f"run directory {out}  seed {cfg.seed}  run id {runner.run_id}",
+        highlight=False,
+        soft_wrap=True,
+    )
     report = runner.run()
     print_report(report, out_console)
     return report

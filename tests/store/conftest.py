@@ -1,0 +1,172 @@
+"""Real Redis and PostgreSQL for the sink tests.
+
+The shared servers are Redis at ``TRAPSIM_TEST_REDIS`` (default
+redis://127.0.0.1:6379/0) and PostgreSQL at ``TRAPSIM_TEST_PG`` (default
+postgresql+psycopg://postgres@127.0.0.1:5432/postgres). A test that needs a
+missing server is skipped, or fails when ``CI=true``. Tests write to Redis only
+under a prefix of their own, deleted afterwards, and to a PostgreSQL database
+created for the session and dropped after it. Restart tests run a private
+``redis-server`` with append-only persistence.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+import pyarrow as pa
+import pytest
+import redis
+import sqlalchemy as sa
+from rich.console import Console
+
+from trapsim.market.params import DEFAULT_PARAMS
+from trapsim.service.config import RunConfig
+from trapsim.service.runner import Runner
+from trapsim.store.rundir import read_stream
+
+CI = os.environ.get("CI", "").lower() == "true"
+REDIS_URL = os.environ.get("TRAPSIM_TEST_REDIS", "redis://127.0.0.1:6379/0")
+PG_URL = os.environ.get("TRAPSIM_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+def missing(what: str) -> None:
+    """Skip the test, or fail it under CI where every service must be present."""
+    if CI:
+        pytest.fail(f"{what} (CI=true: the sink tests need it)")
+    pytest.skip(what)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nothing listens on (right now)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_sim(out: Path, *sinks, sleep: float = 0.0) -> dict:
+    """The 6-hour seed-3 run of the issue, into ``out`` and ``sinks``; returns the report."""
+    cfg = RunConfig(duration=6, sleep=sleep, seed=3, frequency=1.0, market=DEFAULT_PARAMS)
+    return Runner(cfg, out, Console(quiet=True), extra_sinks=sinks).run()
+
+
+def stream_rows(run_dir: Path, stream: str) -> list[dict]:
+    """A run directory stream as dicts, times as int ns (JSON columns left as text)."""
+    table = read_stream(run_dir, stream)
+    cols = [c.cast(pa.int64()) if pa.types.is_timestamp(c.type) else c for c in table.columns]
+    return pa.table(cols, names=table.column_names).to_pylist()
+
+
+# -- Redis ---------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
+    except redis.RedisError as exc:
+        missing(f"Redis at {REDIS_URL} unreachable: {exc}")
+    return REDIS_URL
+
+
+@pytest.fixture
+def rclient(redis_url):
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def prefix(rclient) -> str:
+    """A key prefix of this test only; its keys are deleted afterwards (never FLUSHDB)."""
+    p = f"trapsim_test_{uuid.uuid4().hex[:12]}_"
+    yield p
+    keys = list(rclient.scan_iter(match=p + "*", count=1000))
+    if keys:
+        rclient.unlink(*keys)
+
+
+class PrivateRedis:
+    """A ``redis-server`` of one test, on its own port and directory, with AOF on every write."""
+
+    def __init__(self, binary: str, workdir: Path) -> None:
+        self.binary = binary
+        self.dir = workdir
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                self.binary,
+                "--port", str(self.port),
+                "--bind", "127.0.0.1",
+                "--dir", str(self.dir),
+                "--appendonly", "yes",
+                "--appendfsync", "always",
+                "--save", "",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError(f"redis-server on port {self.port} did not start") from None
+                time.sleep(0.02)
+            finally:
+                client.close()
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, whatever was fsynced to the AOF survives."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+        self.proc = None
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    if not os.access(binary, os.X_OK):
+        missing("redis-server binary not found")
+    server = PrivateRedis(binary, tmp_path / "redis")
+    server.dir.mkdir()
+    server.start()
+    yield server
+    server.kill()
+
+
+# -- SQL -------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    """A fresh PostgreSQL database for the session, dropped afterwards."""
+    admin = sa.make_url(PG_URL)
+    dsn = dict(host=admin.host, port=admin.port or 5432, user=admin.username, dbname=admin.database)
+    if admin.password:
+        dsn["password"] = admin.password
+    name = f"trapsim_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with psycopg.connect(**dsn, autocommit=True, connect_timeout=2) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.Error as exc:
+        missing(f"PostgreSQL at {admin.render_as_string()} unusable: {exc}")
+    yield admin.set(database=name).render_as_string(hide_password=False)
+    with psycopg.connect(**dsn, autocommit=True, connect_timeout=2) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'sim.db'}"
