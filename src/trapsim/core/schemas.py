@@ -52,6 +52,19 @@ LABELS = pa.schema(
 )
 """Ground-truth labels (TRAPS.md); ``params`` is a JSON object."""
 
+DETECTIONS = pa.schema(
+    [
+        ("detected_at", TS),
+        ("trap_type", pa.string()),
+        ("direction", pa.string()),
+        ("start", TS),
+        ("confidence", pa.float64()),
+        ("features", pa.string()),
+    ]
+)
+"""Detector output (TRAPS.md): ``detected_at`` is the last tick seen when the row was
+emitted; ``start`` the detected fake move's first tick; ``features`` a JSON object."""
+
 HF_ACTIVATIONS = pa.schema(
     [
         ("start_ts", TS),
