@@ -78,6 +78,7 @@ class Runner:
         self.stop_reason: str | None = None
         self.last_tick: TickBatch | None = None
         self.t_start = time.monotonic()
+        self.lag = {"lag_s": 0.0, "max_lag_s": 0.0}  # paced runs: delay behind the wall clock
 
     # -- signals -------------------------------------------------------------
     def _on_signal(self, signum, _frame) -> None:
@@ -133,6 +134,8 @@ class Runner:
         report["stopped_by"] = self.stop_reason
         report["wall_seconds"] = wall
         report["ticks_per_wall_second"] = self.stats.ticks / wall if wall > 0 else None
+        if self.cfg.sleep > 0:
+            report["pacing"] = {"sleep": self.cfg.sleep, **self.lag}
         return report
 
     # -- the loop --------------------------------------------------------------
@@ -183,37 +186,47 @@ class Runner:
                     return
 
     def _run_paced(self) -> None:
-        sleep = self.cfg.sleep
-        released = 0
-        t0 = time.monotonic()
-        last_flush = last_status = t0
         with Live(
             self._status(), console=self.console, refresh_per_second=STATUS_HZ, transient=False
         ) as live:
-            for ticks, labels in self.sim.batches():
-                self.pending.extend(labels)
-                i = 0
-                while i < len(ticks):
-                    if self.stop_reason:
-                        return
-                    now = time.monotonic()
-                    due = int((now - t0) / sleep) + 1 - released
-                    if due <= 0:
-                        time.sleep(min(t0 + released * sleep - now, 0.05))
-                        continue
-                    k = min(due, len(ticks) - i)
-                    self._emit(ticks.slice(i, i + k))
-                    i += k
-                    released += k
-                    if now - last_flush > FLUSH_SECONDS:
-                        self._flush()
-                        last_flush = now
-                    if now - last_status > 1 / STATUS_HZ:
-                        live.update(self._status())
-                        last_status = now
+            self._paced_loop(live)
             live.update(self._status())
         if not self.console.is_terminal:
             self.console.line()  # a log gets the final status line, then the report
+
+    def _paced_loop(self, live: Live) -> None:
+        sleep = self.cfg.sleep
+        released = 0
+        t0 = None
+        for ticks, labels in self.sim.batches():
+            self.pending.extend(labels)
+            i = 0
+            if t0 is None and len(ticks):
+                # The clock starts once the first tick is out, not while code loads.
+                self._emit(ticks.slice(0, 1))
+                i = released = 1
+                t0 = last_flush = last_status = time.monotonic()
+            while i < len(ticks):
+                if self.stop_reason:
+                    return
+                now = time.monotonic()
+                due = int((now - t0) / sleep) + 1 - released
+                if due <= 0:
+                    time.sleep(min(t0 + released * sleep - now, 0.05))
+                    continue
+                k = min(due, len(ticks) - i)
+                self._emit(ticks.slice(i, i + k))
+                i += k
+                released += k
+                # How late the newest tick went out against its schedule t0 + i × sleep.
+                lag = time.monotonic() - (t0 + (released - 1) * sleep)
+                self.lag = {"lag_s": lag, "max_lag_s": max(lag, self.lag["max_lag_s"])}
+                if now - last_flush > FLUSH_SECONDS:
+                    self._flush()
+                    last_flush = now
+                if now - last_status > 1 / STATUS_HZ:
+                    live.update(self._status())
+                    last_status = now
 
     def _status(self) -> Text:
         t = self.last_tick
