@@ -5,11 +5,14 @@ volume`` (column names case-insensitive). The time column is the first of
 :data:`TIME_COLUMNS` present; it is the candle's open time. Every defect is a
 :class:`~trapsim.core.errors.DataError` whose one-line message names the file and,
 where it applies, the 1-based data row (the header is not counted) and its time.
+
+The table helpers below (reading by extension, picking columns, parsing times,
+row checks) are shared with :mod:`trapsim.feeds.prices`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,17 +84,17 @@ class Candles:
     source: str = "<arrays>"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "ts", _frozen(self.ts, np.int64))
+        object.__setattr__(self, "ts", frozen(self.ts, np.int64))
         object.__setattr__(self, "interval_ns", int(self.interval_ns))
         for name in VALUE_COLUMNS:
-            object.__setattr__(self, name, _frozen(getattr(self, name), np.float64))
+            object.__setattr__(self, name, frozen(getattr(self, name), np.float64))
         shapes = {getattr(self, name).shape for name in ("ts", *VALUE_COLUMNS)}
         if len(shapes) != 1 or len(shapes.pop()) != 1:
             raise DataError(f"{self.source}: candle columns must be 1-D and of equal length")
         if self.interval_ns <= 0:
             raise DataError(f"{self.source}: candle interval must be positive")
-        _check_order(self.ts, self.source)
-        _check_values(self)
+        check_order(self.ts, self.source)
+        check_values(self.ts, {n: getattr(self, n) for n in VALUE_COLUMNS}, self.source)
         _check_gaps(self.ts, self.interval_ns, self.source)
 
     def __len__(self) -> int:
@@ -140,52 +143,127 @@ def read_candles(path: str | Path, *, interval_ns: int | None = None) -> Candles
         outside ``[low, high]``; negative volume.
     """
     source = str(path)
-    table = _read_table(source)
+    table = read_table_file(source, "candle")
     if table.num_rows == 0:
         raise DataError(f"{source}: no candles")
-    columns = _find_columns(table, source)
-    ts = _time_ns(table.column(columns["ts"]), source)
+    columns = find_columns(
+        table, source, {"ts": TIME_COLUMNS, **{name: (name,) for name in VALUE_COLUMNS}}
+    )
+    ts = time_ns(table.column(columns["ts"]), source)
     values = {
-        name: _float64(table.column(columns[name]), name, ts, source) for name in VALUE_COLUMNS
+        name: float64_column(table.column(columns[name]), name, ts, source)
+        for name in VALUE_COLUMNS
     }
     if interval_ns is None:
         interval_ns = _infer_interval(ts, source)
     return Candles(ts, **values, interval_ns=interval_ns, source=source)
 
 
-def _read_table(source: str) -> pa.Table:
+def read_table_file(source: str, kind: str) -> pa.Table:
+    """Read a table file in the format its extension names.
+
+    Parameters
+    ----------
+    source : str
+        Path of a ``.csv``, ``.csv.gz``, ``.parquet``, ``.feather`` or ``.arrow`` file
+        (extension case-insensitive).
+    kind : str
+        What the file should hold, e.g. ``"candle"``; names it in the unknown-format error.
+
+    Returns
+    -------
+    pyarrow.Table
+        The file's columns as Arrow infers or stores them.
+
+    Raises
+    ------
+    DataError
+        Unknown extension, or a missing or unreadable file.
+    """
     name = Path(source).name.lower()
     suffix = ".csv.gz" if name.endswith(".csv.gz") else Path(name).suffix
     reader = _READERS.get(suffix)
     if reader is None:
         known = ", ".join(_READERS)
-        raise DataError(f"{source}: unknown candle format {suffix!r} (expected one of {known})")
+        raise DataError(f"{source}: unknown {kind} format {suffix!r} (expected one of {known})")
     try:
         return reader(source)
     except (OSError, pa.ArrowException, ValueError) as exc:
         raise DataError(f"{source}: cannot read: {_first_line(exc)}") from exc
 
 
-def _find_columns(table: pa.Table, source: str) -> dict[str, str]:
-    """Map each wanted lower-case name (``ts`` for the time column) to the table's column."""
+def find_columns(
+    table: pa.Table,
+    source: str,
+    required: Mapping[str, Sequence[str]],
+    optional: Sequence[str] = (),
+) -> dict[str, str]:
+    """Map wanted columns to the table's own names, matching case-insensitively.
+
+    Parameters
+    ----------
+    table : pyarrow.Table
+        The table read from ``source``.
+    source : str
+        Prefixes every error message.
+    required : mapping of str to sequence of str
+        Key → accepted lower-case column names in order of preference; the first
+        one present is taken.
+    optional : sequence of str
+        Lower-case column names taken when present (keyed by themselves).
+
+    Returns
+    -------
+    dict of str to str
+        Every key of ``required``, and each present name of ``optional``, → the
+        table's column name.
+
+    Raises
+    ------
+    DataError
+        If two columns differ only in case, or a required key has none of its
+        names (the message lists every missing key and the columns found).
+    """
     by_lower: dict[str, str] = {}
     for name in table.column_names:
         key = name.lower()
         if key in by_lower:
             raise DataError(f"{source}: columns {by_lower[key]!r} and {name!r} differ only in case")
         by_lower[key] = name
-    time_name = next((by_lower[n] for n in TIME_COLUMNS if n in by_lower), None)
-    missing = [n for n in VALUE_COLUMNS if n not in by_lower]
-    if time_name is None:
-        missing.insert(0, "/".join(TIME_COLUMNS))
+    found = {
+        key: next((by_lower[n] for n in names if n in by_lower), None)
+        for key, names in required.items()
+    }
+    missing = ["/".join(required[key]) for key, name in found.items() if name is None]
     if missing:
-        found = ", ".join(table.column_names)
-        raise DataError(f"{source}: missing column(s) {', '.join(missing)}; found: {found}")
-    return {"ts": time_name, **{n: by_lower[n] for n in VALUE_COLUMNS}}
+        columns = ", ".join(table.column_names)
+        raise DataError(f"{source}: missing column(s) {', '.join(missing)}; found: {columns}")
+    return found | {n: by_lower[n] for n in optional if n in by_lower}
 
 
-def _time_ns(column: pa.ChunkedArray, source: str) -> np.ndarray:
-    """The time column as int64 ns UTC, shape (m,)."""
+def time_ns(column: pa.ChunkedArray, source: str) -> np.ndarray:
+    """A time column as int64 ns since the Unix epoch, UTC.
+
+    Parameters
+    ----------
+    column : pyarrow.ChunkedArray, shape (m,)
+        Timestamps (any unit and zone; naive ones are UTC), dates (midnight UTC),
+        ISO 8601 strings (all naive, taken as UTC, or all with zone offsets) or
+        integer epochs in s, ms, µs or ns, told apart by magnitude (exact for
+        times between 1973 and 2262).
+    source : str
+        Prefixes every error message.
+
+    Returns
+    -------
+    ndarray of int64, shape (m,)
+
+    Raises
+    ------
+    DataError
+        Naming the first missing or unparsable row, or for an unsupported column
+        type or a time outside the int64 ns range.
+    """
     array = column.combine_chunks()
     if array.null_count:
         row = int(np.flatnonzero(array.is_null().to_numpy(zero_copy_only=False))[0]) + 1
@@ -242,8 +320,14 @@ def _parse_iso(array: pa.Array, source: str) -> pa.Array:
         ) from None
 
 
-def _float64(column: pa.ChunkedArray, name: str, ts: np.ndarray, source: str) -> np.ndarray:
-    """A value column as float64, shape (m,); missing values become NaN (rejected later)."""
+def float64_column(column: pa.ChunkedArray, name: str, ts: np.ndarray, source: str) -> np.ndarray:
+    """A value column as float64, shape (m,); missing values become NaN (rejected later).
+
+    Raises
+    ------
+    DataError
+        Naming the first row (and its time from ``ts``) that is not a number.
+    """
     array = column.combine_chunks()
     try:
         array = array.cast(pa.float64())
@@ -277,12 +361,32 @@ def _infer_interval(ts: np.ndarray, source: str) -> int:
     """The most common step between consecutive times, ns (ties: the shortest)."""
     if len(ts) < 2:
         raise DataError(f"{source}: cannot infer the candle interval from a single candle")
-    _check_order(ts, source)
+    check_order(ts, source)
     steps, counts = np.unique(np.diff(ts), return_counts=True)
     return int(steps[np.argmax(counts)])
 
 
-def _check_order(ts: np.ndarray, source: str) -> None:
+def raise_at_first(
+    mask: np.ndarray, ts: np.ndarray, source: str, what: Callable[[int], str]
+) -> None:
+    """Raise a one-line :class:`DataError` at the first row where ``mask`` is true, if any.
+
+    The message is ``"<source>: row <i + 1> (<time>): <what(i)>"``, ``i`` 0-based.
+    """
+    rows = np.flatnonzero(mask)
+    if rows.size:
+        i = int(rows[0])
+        raise DataError(f"{source}: row {i + 1} ({iso(ts[i])}): {what(i)}")
+
+
+def check_order(ts: np.ndarray, source: str) -> None:
+    """Require strictly increasing times.
+
+    Raises
+    ------
+    DataError
+        Naming the first row earlier than, or equal to, its predecessor.
+    """
     step = np.diff(ts)
     back = np.flatnonzero(step < 0)
     if back.size:
@@ -290,10 +394,7 @@ def _check_order(ts: np.ndarray, source: str) -> None:
         raise DataError(
             f"{source}: row {i + 1} ({iso(ts[i])}): time is earlier than row {i} ({iso(ts[i - 1])})"
         )
-    same = np.flatnonzero(step == 0)
-    if same.size:
-        i = int(same[0]) + 1
-        raise DataError(f"{source}: row {i + 1} ({iso(ts[i])}): duplicate of row {i}")
+    raise_at_first(np.r_[False, step == 0], ts, source, lambda i: f"duplicate of row {i}")
 
 
 def _check_gaps(ts: np.ndarray, interval_ns: int, source: str) -> None:
@@ -309,36 +410,58 @@ def _check_gaps(ts: np.ndarray, interval_ns: int, source: str) -> None:
         )
 
 
-def _check_values(c: Candles) -> None:
-    def fail(mask: np.ndarray, what: Callable[[int], str]) -> None:
-        rows = np.flatnonzero(mask)
-        if rows.size:
-            i = int(rows[0])
-            raise DataError(f"{c.source}: row {i + 1} ({iso(c.ts[i])}): {what(i)}")
+def check_values(ts: np.ndarray, columns: Mapping[str, np.ndarray], source: str) -> None:
+    """Require valid price and volume values, row by row.
 
-    def num(x: np.floating) -> str:
-        return repr(float(x))
+    Parameters
+    ----------
+    ts : ndarray of int64, shape (m,)
+        Row times, ns UTC (for the messages).
+    columns : mapping of str to ndarray of float64, shape (m,)
+        Column name → values; holds ``volume`` and any of ``open``, ``high``,
+        ``low``, ``close``, ``price``.
+    source : str
+        Prefixes every error message.
 
-    for name in VALUE_COLUMNS:
-        col = getattr(c, name)
-        fail(~np.isfinite(col), lambda i, name=name, col=col: f"{name} is {num(col[i])} or missing")
-    fail(c.high < c.low, lambda i: f"high {num(c.high[i])} < low {num(c.low[i])}")
-    for name in ("open", "close"):
-        col = getattr(c, name)
-        fail(
-            (col < c.low) | (col > c.high),
-            lambda i, name=name, col=col: (
-                f"{name} {num(col[i])} outside [low {num(c.low[i])}, high {num(c.high[i])}]"
-            ),
+    Raises
+    ------
+    DataError
+        At the first row of the first rule broken, rules in this order: every
+        value finite; ``high >= low`` and every other price column within
+        ``[low, high]`` (when ``high`` and ``low`` are given); ``volume >= 0``.
+    """
+    for name, col in columns.items():
+        raise_at_first(
+            ~np.isfinite(col),
+            ts,
+            source,
+            lambda i, name=name, col=col: f"{name} is {float(col[i])!r} or missing",
         )
-    fail(c.volume < 0, lambda i: f"volume {num(c.volume[i])} is negative")
+    high, low = columns.get("high"), columns.get("low")
+    if high is not None and low is not None:
+        raise_at_first(
+            high < low, ts, source, lambda i: f"high {float(high[i])!r} < low {float(low[i])!r}"
+        )
+        for name, col in columns.items():
+            if name not in ("high", "low", "volume"):
+                raise_at_first(
+                    (col < low) | (col > high),
+                    ts,
+                    source,
+                    lambda i, name=name, col=col: (
+                        f"{name} {float(col[i])!r} outside "
+                        f"[low {float(low[i])!r}, high {float(high[i])!r}]"
+                    ),
+                )
+    volume = columns["volume"]
+    raise_at_first(volume < 0, ts, source, lambda i: f"volume {float(volume[i])!r} is negative")
 
 
-def _frozen(values: object, dtype: type) -> np.ndarray:
+def frozen(values: object, dtype: type) -> np.ndarray:
     """``values`` as a read-only contiguous array that nobody else can write to.
 
-    Read-only input (Arrow buffers, slices of other candles) is shared; anything
-    writable is copied, so the caller keeps a writable array of its own.
+    Read-only input (Arrow buffers, slices of other read-only arrays) is shared;
+    anything writable is copied, so the caller keeps a writable array of its own.
     """
     if (
         isinstance(values, np.ndarray)
@@ -346,11 +469,11 @@ def _frozen(values: object, dtype: type) -> np.ndarray:
         and values.flags.c_contiguous
         and not values.flags.writeable
     ):
-        frozen = values.view()
+        view = values.view()
     else:
-        frozen = np.array(values, dtype=dtype)
-    frozen.flags.writeable = False
-    return frozen
+        view = np.array(values, dtype=dtype)
+    view.flags.writeable = False
+    return view
 
 
 def _first_line(exc: BaseException) -> str:
