@@ -374,6 +374,8 @@ def test_upto_going_back_or_mismatched_arrays_raise_config_error():
         injector.inject(ts, price, overlay, volume, int(ts[10]))
     with pytest.raises(ConfigError, match="same length"):
         injector.inject(ts, price[:-1], overlay, volume, int(ts[2000]))
+    with pytest.raises(ConfigError, match="float64"):
+        injector.inject(ts, price, overlay.astype(np.float32), volume, int(ts[2000]))
 
 
 def test_on_the_synthetic_market():

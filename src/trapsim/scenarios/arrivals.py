@@ -24,6 +24,9 @@ import numpy as np
 from trapsim.core.errors import ConfigError
 from trapsim.core.time import HOUR_NS, NS
 
+DRAWS = 512
+"""Uniforms fetched from the generator at a time (two per arrival)."""
+
 
 class HawkesArrivals:
     """Iterator over the arrival times of an exponential-kernel Hawkes process.
@@ -43,7 +46,8 @@ class HawkesArrivals:
         Market time the process starts at, int ns UTC; the process starts
         empty (intensity ``mu``).
     rng : numpy.random.Generator
-        Source of randomness; two uniforms per arrival.
+        Source of randomness; two uniforms per arrival, fetched
+        :data:`DRAWS` at a time (the arrival times do not depend on it).
 
     Raises
     ------
@@ -73,6 +77,7 @@ class HawkesArrivals:
         self._t = 0.0  # seconds since start_ts of the last arrival
         self._excess = 0.0  # lambda(t+) - mu just after the last arrival
         self._rng = rng
+        self._draws: list[float] = []  # uniforms fetched and not yet used, in reverse order
 
     def __iter__(self) -> HawkesArrivals:
         return self
@@ -80,7 +85,9 @@ class HawkesArrivals:
     def __next__(self) -> int:
         if self._mu == 0.0:
             raise StopIteration
-        u1, u2 = self._rng.random(2)
+        if not self._draws:
+            self._draws = self._rng.random(DRAWS).tolist()[::-1]
+        u1, u2 = self._draws.pop(), self._draws.pop()
         wait = -math.log1p(-u2) / self._mu  # next immigrant
         if self._excess > 0.0:
             d = 1.0 + self._beta * math.log1p(-u1) / self._excess

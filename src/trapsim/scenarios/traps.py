@@ -1,6 +1,6 @@
 r"""Price and volume templates of the five trap types of TRAPS.md.
 
-A trap type drafts the final log price of its window, then, once the draft is
+A trap type drafts the overlay of its window, then, once the draft is
 measured (:mod:`trapsim.scenarios.contract`), says where to add volume.
 
 Price model. Inside a trap's window the fake move dominates, as when a market
@@ -16,11 +16,22 @@ fast fluctuations,
 with :math:`P` the base price and :math:`h` its log price minus a trailing
 ``w``-tick mean: the base keeps its tick-to-tick texture while its slow
 wander is replaced by the template (a Fibonacci swing keeps more of it, see
-:class:`FibonacciTrap`). Drafts stop at the last tick searched for the end
-condition; the injector then fades the overlay left there back to 0
-(:mod:`trapsim.scenarios.injector`). Template sizes and
-durations are drawn well inside the ranges of ``docs/labels.md`` so that the
-measured trap keeps clear of every bound.
+:class:`FibonacciTrap`). The overlay is :math:`x_t - \ln P_t`. Drafts stop at
+the last tick searched for the end condition; the injector then fades the
+overlay left there back to 0 (:mod:`trapsim.scenarios.injector`). Template
+sizes and durations are drawn well inside the ranges of ``docs/labels.md`` so
+that the measured trap keeps clear of every bound.
+
+Needs. What a type needs from the market before it is drafted (a level to
+break, room below the 240-min extreme) is a row of numbers, :attr:`Trap.need`,
+that :func:`feasible` tests: the injector walks an arrival's retries without
+drafting until the market offers what one of its types needs.
+
+Each draft is one ``numba.njit(cache=True)`` kernel over the buffer's arrays;
+the type's random parameters are drawn first, as uniforms scaled to the
+ranges in :attr:`Trap.bounds`. Backward scans for prior-range extremes skip
+whole blocks of ticks through
+:func:`~trapsim.scenarios.contract.block_extremes`.
 
 Volume. Each trap adds aggressive flow on top of the base volume: a burst whose
 mean over a window of the measured trap hits a target multiple of the 30-min
@@ -30,13 +41,33 @@ baseline, with random tick jitter and an exponential decay after.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numba
 import numpy as np
 
 from trapsim.core.time import MINUTE_NS, NS
-from trapsim.scenarios.contract import FIB_RATIOS, Measure, prior_extreme, sigma_at
+from trapsim.scenarios.contract import (
+    BEAR_TRAP,
+    BLOCK,
+    BULL_TRAP,
+    END,
+    FIB_RATIOS,
+    FIBONACCI_TRAP,
+    LIQUIDITY_GRAB,
+    PEAK,
+    RETRACE,
+    START,
+    STOP_HUNT,
+    T_FALL,
+    T_TOUCH,
+    VOLUME_BASE_NS,
+    minute_closes,
+    range_extreme,
+    reblock,
+    sigma_at,
+    sigma_of_closes,
+    total,
+)
 
 KAPPA = 0.35
 """Initial share of the speed of an accelerating ramp ``y = κu + (1-κ)u²``."""
@@ -44,190 +75,334 @@ KAPPA = 0.35
 NOISE_TICKS = 60
 """Trailing window ``w`` of the base's fast fluctuations inside a trap, ticks."""
 
+SWING_NOISE_TICKS = 300
+"""Trailing window ``w`` of the base's fluctuations a Fibonacci swing keeps, ticks."""
+
 QUICK = "quick"
 """Family of the short trap types that HF clusters are made of."""
 
 RECENT_MIN = 3
 """A broken level must not have been touched in the last 3 minutes."""
 
+RANGE_MIN = 240
+"""Prior range (minutes) whose extreme a liquidity grab must not take out."""
 
-@dataclass(slots=True)
-class Site:
-    """Where a trap is drafted: the buffer, the span start and σ there.
-
-    ``price`` is the base price, ``final`` the final price (base times the
-    overlay already written), both shape (n,), over ticks ``ts``.
-    """
-
-    ts: np.ndarray
-    price: np.ndarray
-    final: np.ndarray
-    j: int
-    sigma: float
-    dirty: int = 0  # end (exclusive) of the final prices written since the last undo
-
-    def after(self, i: int, seconds: float) -> int:
-        """Index of the first tick at or after ``ts[i] + seconds``."""
-        return int(self.ts.searchsorted(self.ts[i] + round(seconds * NS)))
-
-    def seconds(self, lo: int, hi: int, ref: int) -> np.ndarray:
-        """Seconds from tick ``ref`` to each tick ``lo … hi-1``."""
-        return (self.ts[lo:hi] - self.ts[ref]) / NS
-
-    def fluctuation(self, lo: int, hi: int, ref: int, w: int) -> np.ndarray:
-        """``h_t - h_ref`` for ticks ``lo … hi-1`` (``ref <= lo``), ``h`` the base log price
-        minus its trailing ``w``-tick mean."""
-        return _fluctuation(self.price, lo, hi, ref, w)
-
-    def apply(self, lo: int, overlay: np.ndarray) -> None:
-        """Set the final price of ticks ``lo …`` to ``price * exp(overlay)``.
-
-        This is exactly how the stream's consumer computes the final price.
-        """
-        hi = lo + len(overlay)
-        self.final[lo:hi] = self.price[lo:hi] * np.exp(overlay)
-        self.dirty = max(self.dirty, hi)
-
-    def write(self, lo: int, log_price: np.ndarray) -> np.ndarray:
-        """Set the final price of ticks ``lo …`` to ``exp(log_price)``; return the overlay."""
-        overlay = log_price - np.log(self.price[lo:lo + len(log_price)])
-        self.apply(lo, overlay)
-        return overlay
+ANY, ROOM, LEVEL = 0, 1, 2
+"""Kinds of :attr:`Trap.need`: nothing; room (σ) below the 240-min extreme; a level to break."""
 
 
 @numba.njit(cache=True)
-def _fluctuation(price, lo, hi, ref, w):
-    """Kernel of :meth:`Site.fluctuation`: a running sum over the trailing window."""
-    logp = np.log(price[ref - w + 1:hi])
-    total = logp[:w].sum()
-    h_ref = logp[w - 1] - total / w
-    out = np.empty(hi - lo)
-    for i in range(w - 1, len(logp)):
-        if i >= w:
-            total += logp[i] - logp[i - w]
-        k = i - (w - 1) + ref - lo  # tick ref + i - (w - 1), relative to lo
-        if k >= 0:
-            out[k] = logp[i] - total / w - h_ref
+def _next_beyond(x, extremes, s, i, lo, level):
+    """Last tick in ``lo … i-1`` with ``s * x > level``, or -1; ``extremes`` as for
+    :func:`~trapsim.scenarios.contract.range_extreme`."""
+    r = i - 1
+    while r >= lo:
+        b = r // BLOCK
+        if (r % BLOCK == BLOCK - 1 and r - BLOCK + 1 >= lo and b < len(extremes)
+                and s * extremes[b] <= level):
+            r -= BLOCK
+        elif s * x[r] > level:
+            return r
+        else:
+            r -= 1
+    return -1
+
+
+@numba.njit(cache=True)
+def numpy_exp(x):
+    """numpy's ``exp`` of ``x``, called from compiled code.
+
+    The stream's consumer computes the final price as ``price * np.exp(overlay)``;
+    the compiled ``exp`` differs from numpy's in the last bit for a few
+    percent of inputs, and the prices measured must be exactly the ones
+    emitted.
+    """
+    with numba.objmode(out="float64[:]"):
+        out = np.exp(x)
     return out
 
 
-@dataclass(slots=True)
-class Draft:
-    """A drafted trap: its final log price over ticks ``span_start … stop`` and what to measure.
+@numba.njit(cache=True)
+def write_final(price, final, highs, lows, lo, overlay):
+    """Set the final price of ticks ``lo …`` to ``price * exp(overlay)`` (:func:`numpy_exp`),
+    keeping the block extremes ``highs`` and ``lows`` of ``final`` in step."""
+    growth = numpy_exp(overlay)
+    for i in range(len(growth)):
+        final[lo + i] = price[lo + i] * growth[i]
+    reblock(final, highs, lows, lo, lo + len(growth))
 
-    ``stop`` is the last tick searched for the end condition.
+
+@numba.njit(cache=True)
+def add_bursts(ts, volume, start, bursts, hi, exponential):
+    """Add the flow of a trap's volume bursts to ``volume``, in place.
+
+    Each burst ``(a, b, target, decay_s)`` adds flow on ticks ``a … hi-1`` so
+    that ticks ``a … b`` average ``target`` times the mean volume of
+    ``[ts[start] - 30 min, ts[start])`` (nothing if they already do). The
+    flow has tick jitter of mean 1 and spread 0.5 (half constant, half
+    exponential) and decays exponentially, ``decay_s`` seconds, after ``b``.
+
+    Parameters
+    ----------
+    ts, volume : numpy.ndarray, shape (n,)
+        Tick times (int64 ns) and final volume.
+    start : int
+        First tick of the trap.
+    bursts : numpy.ndarray of float64, shape (k, 4)
+        One row ``(a, b, target, decay_s)`` per burst, applied in order.
+    hi : int
+        End (exclusive) of every burst's flow: the tick after the span.
+    exponential : numpy.ndarray of float64
+        Standard exponential draws, ``hi - a`` per burst, burst after burst.
     """
-
-    type: str
-    s: int
-    start: int
-    span_start: int
-    log_price: np.ndarray
-    stop: int
-    lookback_min: int = 0
-    ratio: float = 0.0
-
-
-Burst = tuple[int, int, float, float]
-"""Volume burst: first and last tick of its window, target volume ×k there, decay after (s)."""
-
-
-def _uniform(rng: np.random.Generator, *bounds: tuple[float, float]) -> list[float]:
-    """One uniform draw in each ``(lo, hi)`` of ``bounds``, in a single call to ``rng``."""
-    draws = rng.random(len(bounds)).tolist()
-    return [lo + (hi - lo) * u for (lo, hi), u in zip(bounds, draws, strict=True)]
+    lo = np.searchsorted(ts, ts[start] - VOLUME_BASE_NS)
+    base = total(volume[lo:start]) / (start - lo)
+    used = 0
+    for k in range(bursts.shape[0]):
+        a, b, target, decay_s = int(bursts[k, 0]), int(bursts[k, 1]), bursts[k, 2], bursts[k, 3]
+        jitter = exponential[used:used + hi - a]  # flow: 0.5 + 0.5 * jitter, decayed after b
+        used += hi - a
+        need = target * base * (b - a + 1) - total(volume[a:b + 1])
+        if not need > 0:
+            continue
+        scale = need / (0.5 * (b - a + 1) + 0.5 * total(jitter[:b - a + 1]))
+        decay = _decay(ts, b, b + 1, hi, 0.0, 1.0 / decay_s)
+        for i in range(a, hi):
+            flow = 0.5 + 0.5 * jitter[i - a]
+            volume[i] += scale * (flow if i <= b else flow * decay[i - b - 1])
 
 
-def _sides(flip: float) -> tuple[int, int]:
+@numba.njit(cache=True)
+def _sides(flip):
     """Both directions, in the order a uniform ``flip`` in [-1, 1] picks."""
     return (1, -1) if flip > 0 else (-1, 1)
 
 
-def _ramp(u: np.ndarray) -> np.ndarray:
+@numba.njit(cache=True)
+def _after(ts, i, seconds):
+    """Index of the first tick at or after ``ts[i] + seconds``."""
+    return np.searchsorted(ts, ts[i] + round(seconds * NS))
+
+
+@numba.njit(cache=True)
+def _ramp(u):
     """Accelerating ramp from 0 to 1 with a non-zero initial speed, as stops cascade."""
     return KAPPA * u + (1.0 - KAPPA) * u * u
 
 
 @numba.njit(cache=True)
-def _breakable(ts, price, j, s, minutes, sigma, near_lo, near_hi):
-    """The range lengths W of ``minutes[1:]`` whose extreme on side ``s`` is a level to break.
+def _decay(ts, ref, lo, hi, t0, rate):
+    """``exp(-rate * (t - t0))`` for ticks ``lo … hi-1``, ``t`` in seconds from tick ``ref``;
+    1 where ``t <= t0``.
 
-    One backward pass from tick ``j`` tracks the high (``s = +1``) or low of
-    ``[ts[j] - m min, ts[j])`` for each ``m`` of the increasing ``minutes``;
-    ``minutes[0]`` is the recent window that must not reach the level.
+    Past the first tick, each value is the last one times the factor of the
+    tick gap, so regular ticks cost one ``exp`` in all.
     """
-    ok = np.zeros(len(minutes), np.bool_)
-    best = -np.inf
-    recent = 0.0
-    i = j - 1
-    for k in range(len(minutes)):
-        edge = ts[j] - minutes[k] * MINUTE_NS
-        while i >= 0 and ts[i] >= edge:
-            best = max(best, s * price[i])
-            i -= 1
-        if k == 0:
-            recent = best
-        else:
-            dist = s * math.log(s * best / price[j - 1]) / sigma
-            ok[k] = best > recent and near_lo <= dist <= near_hi
-    return minutes[ok]
+    out = np.empty(hi - lo)
+    value, last, gap, factor = 1.0, t0, 0.0, 1.0
+    for i in range(lo, hi):
+        t = (ts[i] - ts[ref]) / NS
+        if t > t0:
+            if last == t0:
+                value = math.exp(-rate * (t - t0))
+            else:
+                if t - last != gap:
+                    gap = t - last
+                    factor = math.exp(-rate * gap)
+                value *= factor
+            last = t
+        out[i - lo] = value
+    return out
 
 
-def _lookbacks(lo: int, hi: int) -> np.ndarray:
-    """:data:`RECENT_MIN`, then the range lengths ``lo … hi`` (minutes) a level is drawn from."""
-    return np.r_[RECENT_MIN, np.arange(lo, hi + 1)]
+@numba.njit(cache=True)
+def _fluctuation(lp, lo, hi, ref, w):
+    """``h_t - h_ref`` for ticks ``lo … hi-1`` (``ref <= lo``), ``h`` the base log price
+    ``lp`` minus its trailing ``w``-tick mean."""
+    trailing = 0.0  # sum of the last w log prices
+    for i in range(ref - w + 1, ref + 1):
+        trailing += lp[i]
+    h_ref = lp[ref] - trailing / w
+    out = np.empty(hi - lo)
+    for i in range(ref, hi):
+        if i > ref:
+            trailing += lp[i] - lp[i - w]
+        if i >= lo:
+            out[i - lo] = lp[i] - trailing / w - h_ref
+    return out
 
 
-def _lookback(site: Site, s: int, minutes: np.ndarray, near: tuple[float, float],
-              rng: np.random.Generator) -> int:
-    """A prior-range length W (minutes) whose extreme on side ``s`` is a level to break.
+@numba.njit(cache=True)
+def _level_window(ts, price, extremes, j, s, lo, hi, near_lo, near_hi, sigma):
+    """The range lengths W in ``lo … hi`` (minutes, ``lo`` > :data:`RECENT_MIN`) whose extreme
+    on side ``s`` is a level to break, as ``(first, last)``; ``(0, 0)`` if none.
 
-    ``minutes`` is :func:`_lookbacks` of the allowed W. The level must lie
-    ``near`` σ beyond the reference price, and the last :data:`RECENT_MIN`
-    minutes must not have touched it. Returns 0 if no W fits.
+    The level (the high for ``s = +1``, the low for -1, of ``[ts[j] - W min, ts[j])``)
+    must lie ``near_lo … near_hi`` σ beyond ``price[j - 1]``, and the last
+    :data:`RECENT_MIN` minutes must not reach it. Both conditions only tighten
+    or loosen one way as W grows, so the W that fit are a run. Past W = ``lo``
+    the extreme changes only at the ticks that beat it going back (found
+    block-wise by :func:`_next_beyond`), so the pass walks those and stops
+    once the level is too far.
     """
-    ok = _breakable(site.ts, site.final, site.j, s, minutes, site.sigma, *near)
-    return int(ok[int(rng.integers(len(ok)))]) if len(ok) else 0
+    ref = price[j - 1]
+    recent = range_extreme(price, extremes, np.searchsorted(ts, ts[j] - RECENT_MIN * MINUTE_NS),
+                           j, s)
+    i = np.searchsorted(ts, ts[j] - lo * MINUTE_NS)
+    best = range_extreme(price, extremes, i, j, s)
+    edge = np.searchsorted(ts, ts[j] - hi * MINUTE_NS)
+    first = last = 0
+    since = lo  # the extreme `best` holds for W from `since` until the next tick that beats it
+    while True:
+        r = _next_beyond(price, extremes, s, i, edge, best)
+        until = hi if r < 0 else (ts[j] - ts[r] + MINUTE_NS - 1) // MINUTE_NS - 1
+        if since <= until:
+            dist = s * math.log(s * best / ref) / sigma
+            if dist > near_hi:
+                break
+            if best > recent and dist >= near_lo:
+                if not first:
+                    first = since
+                last = until
+        if r < 0:
+            break
+        best, since, i = s * price[r], until + 1, r
+    return first, last
+
+
+@numba.njit(cache=True)
+def _room(ts, price, extremes, j, s, sigma):
+    """Distance (σ) from ``price[j - 1]`` to the 240-min extreme on side ``s``, less 1 σ."""
+    edge = np.searchsorted(ts, ts[j] - RANGE_MIN * MINUTE_NS)
+    best = range_extreme(price, extremes, edge, j, s)
+    return s * math.log(s * best / price[j - 1]) / sigma - 1.0
+
+
+@numba.njit(cache=True)
+def _level(ts, final, highs, lows, j, s, lo, hi, near_lo, near_hi, sigma, pick):
+    """A range length W (minutes) whose extreme on side ``s`` is a level to break (see
+    :func:`_level_window`), drawn uniformly by ``pick`` in [0, 1), and that extreme;
+    ``(0, nan)`` if none."""
+    extremes = highs if s > 0 else lows
+    first, last = _level_window(ts, final, extremes, j, s, lo, hi, near_lo, near_hi, sigma)
+    if not first:
+        return 0, math.nan
+    w = first + int(pick * (last - first + 1))
+    edge = np.searchsorted(ts, ts[j] - w * MINUTE_NS)
+    return w, s * range_extreme(final, extremes, edge, j, s)
+
+
+@numba.njit(cache=True)
+def feasible(ts, final, highs, lows, j, sigma, needs):
+    """Whether the market at tick ``j`` offers what one of the types ``needs`` needs.
+
+    Parameters
+    ----------
+    ts, final : numpy.ndarray, shape (n,)
+        Tick times (int64 ns) and final prices.
+    highs, lows : numpy.ndarray
+        :func:`~trapsim.scenarios.contract.block_extremes` of ``final``.
+    j : int
+        First tick of the span.
+    sigma : float
+        σ of the final stream at ``j`` (log-return units).
+    needs : numpy.ndarray of float64, shape (k, 6)
+        One :attr:`Trap.need` row per type; rows of another kind (such as -1)
+        need what no market offers.
+
+    Returns
+    -------
+    bool
+    """
+    for kind in (ANY, ROOM, LEVEL):  # the cheap tests first
+        for k in range(needs.shape[0]):
+            if needs[k, 0] != kind:
+                continue
+            if kind == ANY:
+                return True
+            for s in (1, -1):
+                if needs[k, 1] != 0 and s != needs[k, 1]:
+                    continue
+                extremes = highs if s > 0 else lows
+                if kind == ROOM and _room(ts, final, extremes, j, s, sigma) >= needs[k, 4]:
+                    return True
+                if kind == LEVEL and _level_window(ts, final, extremes, j, s, int(needs[k, 2]),
+                                                   int(needs[k, 3]), needs[k, 4], needs[k, 5],
+                                                   sigma)[0]:
+                    return True
+    return False
+
+
+@numba.njit(cache=True)
+def _draws(bounds, u):
+    """Uniforms ``u`` in [0, 1) scaled to the ranges ``bounds`` (one ``(lo, hi)`` row each)."""
+    return bounds[:, 0] + (bounds[:, 1] - bounds[:, 0]) * u
 
 
 class Trap:
-    """A trap type: drafts its price path and plans its volume.
+    """A trap type: what it needs from the market, its price path and its volume.
 
-    Class attributes: ``name``; ``family`` (:data:`QUICK` for the types HF
+    Class attributes: ``name`` and ``kind``, its index in
+    :data:`~trapsim.scenarios.contract.TYPES`; ``family`` (:data:`QUICK` for the types HF
     clusters are made of; the injector tries a family's types together);
-    ``nominal_s``, the typical span (s); ``window_s``, the longest time from the
-    span start to the last tick searched for the end condition (s);
-    ``max_tail_s``, the longest recovery tail (s); ``tail_s_per_sigma``, the
-    tail's length per σ of overlay left at the end (s).
+    ``need``, ``(kind, side, lo, hi, near_lo, near_hi)``: :data:`ANY`;
+    :data:`ROOM` of at least ``near_lo`` σ (see :func:`_room`); or a
+    :data:`LEVEL` with W in ``lo … hi`` minutes ``near_lo … near_hi`` σ away
+    (see :func:`_level_window`), on side ``side`` (0: either);
+    ``bounds`` and ``quick_bounds``, shape (k, 2), the ranges of the random
+    parameters of a draft (``quick``: inside an HF cluster), in the order the
+    draft kernel reads them; ``nominal_s``, the typical span (s);
+    ``window_s``, the longest time from the span start to the last tick
+    searched for the end condition (s); ``max_tail_s``, the longest recovery
+    tail (s); ``tail_s_per_sigma``, the tail's length per σ of overlay left
+    at the end (s); ``bursts``, its volume bursts ``(first, last, target,
+    decay_s)``: aggressive flow from the tick in record slot ``first`` of its
+    measure (:data:`~trapsim.scenarios.contract.FIELDS`) so that the ticks
+    up to slot ``last`` average ``target`` times the 30-min baseline, then
+    decaying (see :func:`add_bursts`).
     """
 
     name = ""
+    kind = -1
     family = ""
+    need: tuple[float, ...] = (ANY, 0, 0, 0, 0.0, 0.0)
+    bounds = np.empty((0, 2))
+    quick_bounds = bounds
     nominal_s = 0.0
     window_s = 0.0
     max_tail_s = 0.0
     tail_s_per_sigma = 25.0
+    bursts: tuple[tuple[int, int, float, float], ...] = ()
 
-    def draft(self, site: Site, rng: np.random.Generator, quick: bool) -> Draft | None:
-        """Draft the trap at ``site``; None if the market there does not allow it.
 
-        ``quick`` asks for the shortest timings (inside an HF cluster).
-        """
-        raise NotImplementedError
-
-    def bursts(self, m: Measure) -> tuple[Burst, ...]:
-        """Volume bursts of the measured trap ``m``."""
-        raise NotImplementedError
-
-    def _span(self, site: Site, search_s: float) -> tuple[int, np.ndarray]:
-        """Window of a draft whose end is searched up to ``search_s`` (<= ``window_s``) after
-        its start: the last tick searched, and the seconds from the reference tick (the one
-        before the start) to each tick of the window."""
-        stop = site.after(site.j, search_s)
-        return stop, site.seconds(site.j, stop + 1, site.j - 1)
-
-    def _noise(self, site: Site, stop: int, damp: float) -> np.ndarray:
-        return damp * site.fluctuation(site.j, stop + 1, site.j - 1, NOISE_TICKS)
+@numba.njit(cache=True)
+def _grab_draft(ts, lp, final, highs, lows, j, sigma, bounds, u, min_room):
+    """Liquidity-grab :func:`draft`: ``(s, stop, overlay)``, ``s = 0`` if no side has the
+    room."""
+    x = _draws(bounds, u)
+    size, rise, retrace, wick, wick_s, damp, flip = x[0], x[1], x[2], x[3], x[4], x[5], x[6]
+    side = 0
+    for s in _sides(flip):
+        room = _room(ts, final, highs if s > 0 else lows, j, s, sigma)
+        if room >= min_room:
+            side, size = s, min(size, room)
+            break
+    if not side:
+        return 0, 0, np.empty(0)
+    stop = _after(ts, j, rise + 2.5 * retrace)
+    noise = _fluctuation(lp, j, stop + 1, j - 1, NOISE_TICKS)
+    snap = _decay(ts, j - 1, j, stop + 1, rise, 1.0 / wick_s)
+    lp0 = math.log(final[j - 1])
+    out = np.empty(stop + 1 - j)
+    for i in range(j, stop + 1):
+        t = (ts[i] - ts[j - 1]) / NS
+        if t <= rise:
+            y = size * _ramp(t / rise)
+        else:
+            share = wick * (1.0 - snap[i - j]) + (RETRACE - wick) * (t - rise) / retrace
+            y = size * (1.0 - share)
+        out[i - j] = lp0 + side * sigma * y + damp * noise[i - j] - lp[i]
+    return side, stop, out
 
 
 class LiquidityGrab(Trap):
@@ -241,34 +416,50 @@ class LiquidityGrab(Trap):
     """
 
     name = "liquidity_grab"
+    kind = LIQUIDITY_GRAB
     family = QUICK
+    need = (ROOM, 0, 0, 0, 6.3, 0.0)  # room: σ to the 240-min extreme, less 1 σ
+    # size σ, rise s, retrace s, wick share, wick s, noise damping, side flip
+    bounds = np.array([(6.8, 9.5), (10.0, 25.0), (120.0, 300.0), (0.52, 0.6), (4.0, 8.0),
+                       (0.2, 0.35), (-1.0, 1.0)])
+    quick_bounds = np.array([(6.3, 7.8), (9.0, 14.0), (95.0, 125.0), (0.52, 0.6), (4.0, 8.0),
+                             (0.2, 0.35), (-1.0, 1.0)])
     nominal_s = 200.0
     window_s = 25.0 + 2.5 * 300.0
     max_tail_s = 300.0
+    bursts = ((START, PEAK, 5.0, 40.0),)
 
-    def draft(self, site, rng, quick):
-        j, sigma = site.j, site.sigma
-        p0 = site.final[j - 1]
-        size, rise, retrace, wick, wick_s, damp, flip = _uniform(
-            rng, (6.3, 7.8) if quick else (6.8, 9.5), (9.0, 14.0) if quick else (10.0, 25.0),
-            (95.0, 125.0) if quick else (120.0, 300.0), (0.52, 0.6), (4.0, 8.0), (0.2, 0.35),
-            (-1.0, 1.0))
-        for s in _sides(flip):
-            room = s * math.log(prior_extreme(site.ts, site.final, j, 240, s) / p0) / sigma - 1.0
-            if room >= 6.3:
-                size = min(size, room)
-                break
-        else:
-            return None
-        stop, t = self._span(site, rise + 2.5 * retrace)
-        after = np.maximum(t - rise, 0.0)
-        share = wick * -np.expm1(-after / wick_s) + (0.7 - wick) * after / retrace
-        y = size * np.where(t <= rise, _ramp(np.minimum(t / rise, 1.0)), 1.0 - share)
-        x = math.log(p0) + s * sigma * y + self._noise(site, stop, damp)
-        return Draft(self.name, int(s), j, j, x, stop)
 
-    def bursts(self, m):
-        return ((m.start, m.peak, 5.0, 40.0),)
+@numba.njit(cache=True)
+def _hunt_draft(ts, lp, final, highs, lows, j, sigma, bounds, u, lo, hi, near_lo, near_hi):
+    """Stop-hunt :func:`draft`: ``(s, W, stop, overlay)``, ``s = 0`` if no level."""
+    x = _draws(bounds, u)
+    over, rise, back, damp, flip, pick = x[0], x[1], x[2], x[3], x[4], x[5]
+    side, w, level = 0, 0, math.nan
+    for s in _sides(flip):
+        w, level = _level(ts, final, highs, lows, j, s, lo, hi, near_lo, near_hi, sigma, pick)
+        if w:
+            side = s
+            break
+    if not side:
+        return 0, 0, 0, np.empty(0)
+    p0 = final[j - 1]
+    y_level = math.log(level / p0) / sigma
+    snap = 4.5  # heads this far (σ) inside the level, crossing 3 σ `back` s after the peak
+    tau = back / math.log((over + snap) / (snap - 3.0))
+    stop = _after(ts, j, rise + 3.0 * back)
+    noise = _fluctuation(lp, j, stop + 1, j - 1, NOISE_TICKS)
+    decay = _decay(ts, j - 1, j, stop + 1, rise, 1.0 / tau)
+    lp0 = math.log(p0)
+    out = np.empty(stop + 1 - j)
+    for i in range(j, stop + 1):
+        t = (ts[i] - ts[j - 1]) / NS
+        if t <= rise:
+            y = (y_level + side * over) * _ramp(t / rise)
+        else:  # distance inside the level (σ): from -over at the peak towards `snap`
+            y = y_level - side * (snap - (snap + over) * decay[i - j])
+        out[i - j] = lp0 + sigma * y + damp * noise[i - j] - lp[i]
+    return side, w, stop, out
 
 
 class StopHunt(Trap):
@@ -281,42 +472,54 @@ class StopHunt(Trap):
     """
 
     name = "stop_hunt"
+    kind = STOP_HUNT
     family = QUICK
-    lookbacks = _lookbacks(35, 215)
+    need = (LEVEL, 0, 35, 215, 0.3, 2.5)
+    # pierce σ, rise s, snap-back s, noise damping, side flip, W pick
+    bounds = np.array([(1.8, 2.8), (8.0, 20.0), (20.0, 45.0), (0.25, 0.4), (-1.0, 1.0),
+                       (0.0, 1.0)])
+    quick_bounds = np.array([(1.8, 2.8), (6.0, 10.0), (15.0, 25.0), (0.25, 0.4), (-1.0, 1.0),
+                             (0.0, 1.0)])
     nominal_s = 90.0
     window_s = 20.0 + 3.0 * 45.0
     max_tail_s = 300.0
+    bursts = ((START, PEAK, 3.5, 30.0),)
 
-    def draft(self, site, rng, quick):
-        j, sigma = site.j, site.sigma
-        over, rise, back, damp, flip = _uniform(
-            rng, (1.8, 2.8), (6.0, 10.0) if quick else (8.0, 20.0),
-            (15.0, 25.0) if quick else (20.0, 45.0), (0.25, 0.4), (-1.0, 1.0))
-        for s in _sides(flip):
-            w = _lookback(site, s, self.lookbacks, (0.3, 2.5), rng)
-            if w:
-                break
+
+@numba.njit(cache=True)
+def _breakout_draft(ts, lp, final, highs, lows, j, sigma, bounds, u, s, lo, hi, near_lo, near_hi):
+    """Bull/bear :func:`draft` on side ``s``: ``(W, stop, overlay)``, ``W = 0`` if no level."""
+    x = _draws(bounds, u)
+    over, sag, rise, hold, drop, damp, pick = x[0], x[1], x[2], x[3], x[4], x[5], x[6]
+    w, level = _level(ts, final, highs, lows, j, s, lo, hi, near_lo, near_hi, sigma, pick)
+    if not w:
+        return 0, 0, np.empty(0)
+    p0 = final[j - 1]
+    y_level = math.log(level / p0) / sigma
+    settle = 6.0  # the fall heads this far (σ) past the level, crossing 4 σ `drop` s after it
+    k = 3.0  # the hold loses most of the excess early, then drifts
+    fall_rate = math.log(settle / (settle - 4.0)) / drop
+    stop = _after(ts, j, rise + hold + 3.0 * drop)
+    noise = _fluctuation(lp, j, stop + 1, j - 1, NOISE_TICKS)
+    sagging = _decay(ts, j - 1, j, stop + 1, rise, k / hold)
+    falling = _decay(ts, j - 1, j, stop + 1, rise + hold, fall_rate)
+    lp0 = math.log(p0)
+    out = np.empty(stop + 1 - j)
+    for i in range(j, stop + 1):
+        t = (ts[i] - ts[j - 1]) / NS
+        if t <= rise:
+            y = (y_level + s * over) * _ramp(t / rise)
+        elif t <= rise + hold:
+            y = y_level + s * (sag + (over - sag) * (sagging[i - j] - math.exp(-k))
+                               / -math.expm1(-k))
         else:
-            return None
-        p0 = site.final[j - 1]
-        y_level = math.log(prior_extreme(site.ts, site.final, j, w, s) / p0) / sigma
-        snap = 4.5
-        stop, t = self._span(site, rise + 3.0 * back)
-        after = np.maximum(t - rise, 0.0)
-        tau = back / math.log((over + snap) / (snap - 3.0))
-        # Distance inside the level (σ): from -over at the peak towards `snap`.
-        inside = snap - (snap + over) * np.exp(-after / tau)
-        y = np.where(t <= rise, (y_level + s * over) * _ramp(np.minimum(t / rise, 1.0)),
-                     y_level - s * inside)
-        x = math.log(p0) + sigma * y + self._noise(site, stop, damp)
-        return Draft(self.name, int(s), j, j, x, stop, w)
-
-    def bursts(self, m):
-        return ((m.start, m.peak, 3.5, 30.0),)
+            y = y_level + s * (sag - (sag + settle) * (1.0 - falling[i - j]))
+        out[i - j] = lp0 + sigma * y + damp * noise[i - j] - lp[i]
+    return w, stop, out
 
 
 class _Breakout(Trap):
-    """Shared template of the bull and bear traps (``s`` = +1 bull, -1 bear).
+    """Shared template of the bull and bear traps (side +1 bull, -1 bear, in ``need``).
 
     W (68-214 min) is picked so the range extreme sits 0.3-3.4 σ beyond the
     reference price, untouched for 3 min. Template: an accelerating breakout of
@@ -326,52 +529,89 @@ class _Breakout(Trap):
     the hold, and ×2 again from the fall to the end (trapped traders' stops).
     """
 
-    s = 1
     family = "breakout"
-    lookbacks = _lookbacks(68, 214)
+    # breakout σ, sag σ, rise s, hold s, fall s, noise damping, W pick
+    bounds = np.array([(3.5, 5.5), (1.2, 1.8), (60.0, 150.0), (180.0, 600.0), (120.0, 360.0),
+                       (0.3, 0.5), (0.0, 1.0)])
+    quick_bounds = bounds
     nominal_s = 1000.0
     window_s = 150.0 + 600.0 + 3.0 * 360.0
     max_tail_s = 900.0
     tail_s_per_sigma = 60.0
-
-    def draft(self, site, rng, quick):
-        j, sigma, s = site.j, site.sigma, self.s
-        w = _lookback(site, s, self.lookbacks, (0.3, 3.4), rng)
-        if not w:
-            return None
-        p0 = site.final[j - 1]
-        y_level = math.log(prior_extreme(site.ts, site.final, j, w, s) / p0) / sigma
-        over, sag, rise, hold, drop, damp = _uniform(
-            rng, (3.5, 5.5), (1.2, 1.8), (60.0, 150.0), (180.0, 600.0), (120.0, 360.0),
-            (0.3, 0.5))
-        settle = 6.0
-        stop, t = self._span(site, rise + hold + 3.0 * drop)
-        k = 3.0  # the hold loses most of the excess early, then drifts
-        v = np.clip((t - rise) / hold, 0.0, 1.0)
-        sagging = sag + (over - sag) * (np.exp(-k * v) - math.exp(-k)) / -math.expm1(-k)
-        falling = sag - (sag + settle) * -np.expm1(-(t - rise - hold) * math.log(
-            settle / (settle - 4.0)) / drop)
-        y = np.where(t <= rise, (y_level + s * over) * _ramp(np.minimum(t / rise, 1.0)),
-                     y_level + s * np.where(t <= rise + hold, sagging, falling))
-        x = math.log(p0) + sigma * y + self._noise(site, stop, damp)
-        return Draft(self.name, s, j, j, x, stop, w)
-
-    def bursts(self, m):
-        return ((m.start, m.peak, 3.0, 20.0), (m.values["t_fall"], m.end, 2.0, 60.0))
+    bursts = ((START, PEAK, 3.0, 20.0), (T_FALL, END, 2.0, 60.0))
 
 
 class BullTrap(_Breakout):
     """``bull_trap`` (always ``up``): see the breakout template above."""
 
     name = "bull_trap"
-    s = 1
+    kind = BULL_TRAP
+    need = (LEVEL, 1, 68, 214, 0.3, 3.4)
 
 
 class BearTrap(_Breakout):
     """``bear_trap`` (always ``down``): see the breakout template above."""
 
     name = "bear_trap"
-    s = -1
+    kind = BEAR_TRAP
+    need = (LEVEL, -1, 68, 214, 0.3, 3.4)
+
+
+@numba.njit(cache=True)
+def _fib_draft(ts, lp, price, final, j, sigma, bounds, u):
+    """Fibonacci :func:`draft`: ``(s, start, stop, ratio, overlay)``, ``s = 0`` if σ at the
+    swing's end does not exist."""
+    x = _draws(bounds, u)
+    minutes, size, over, gap, reverse, damp, pick, coin = (x[0], x[1], x[2], x[3], x[4], x[5],
+                                                           x[6], x[7])
+    start = _after(ts, j, minutes * 60.0)
+    size *= max(sigma_at(ts, price, start), sigma)
+    ratio = FIB_RATIOS[1] if pick > 0 else FIB_RATIOS[0]
+    # Swing with the base's drift, so the overlay left to fade away is small; the fake
+    # move goes against the swing.
+    drift = math.log(price[_after(ts, start, 600.0)] / price[j])
+    s = -1 if drift > 0 or (drift == 0 and coin > 0) else 1
+    noise = _fluctuation(lp, j, start + 1, j, SWING_NOISE_TICKS)
+    length = (ts[start] - ts[j]) / NS
+    swing = np.empty(start + 1 - j)
+    for i in range(j, start + 1):
+        t = (ts[i] - ts[j]) / NS
+        fade = min(min(t, length - t) / 600.0, 1.0) ** 2
+        swing[i - j] = lp[j] - s * size * t / length + 0.7 * fade * noise[i - j] - lp[i]
+    # σ at the trap's start includes the swing, whose log prices are lp + swing.
+    closes = minute_closes(ts, start)
+    if not len(closes):
+        return 0, j, 0, 0.0, np.empty(0)
+    log_closes = np.empty(len(closes))
+    for k in range(len(closes)):
+        i = closes[k]
+        log_closes[k] = lp[i] + swing[i - j] if i >= j else math.log(final[i])
+    sigma = sigma_of_closes(log_closes)
+    if not (sigma > 0 and math.isfinite(sigma)):
+        return 0, j, 0, 0.0, np.empty(0)
+    swing_from, swing_to = math.exp(lp[j] + swing[0]), math.exp(lp[start] + swing[-1])
+    y_level = math.log((swing_to - ratio * (swing_to - swing_from)) / swing_to) / sigma
+    y_peak = y_level + s * over
+    # Linear fall whose last `gap` s are the overshoot (shorter if the retrace is long).
+    fall = min(gap * y_peak / (y_peak - y_level), 900.0)
+    stop = _after(ts, start, fall + 3.0 * reverse)
+    rebound = 6.0  # the reversal heads this far (σ), crossing 4 σ `reverse` s after the peak
+    rate = math.log(rebound / (rebound - 4.0)) / reverse
+    noise = _fluctuation(lp, start + 1, stop + 1, start, NOISE_TICKS)
+    reversal = _decay(ts, start, start + 1, stop + 1, fall, rate)
+    l_to = math.log(swing_to)
+    out = np.empty(stop + 1 - j)
+    out[:start + 1 - j] = swing
+    for i in range(start + 1, stop + 1):
+        tt = (ts[i] - ts[start]) / NS
+        if tt <= fall:
+            y = y_peak * tt / fall
+        else:
+            y = y_peak - s * rebound * (1.0 - reversal[i - start - 1])
+        # The noise fades in over the first minute so the swing's end stays its extreme.
+        fade = min(tt / 60.0, 1.0) ** 2
+        out[i - j] = l_to + sigma * y + damp * fade * noise[i - start - 1] - lp[i]
+    return s, start, stop, ratio, out
 
 
 class FibonacciTrap(Trap):
@@ -388,51 +628,66 @@ class FibonacciTrap(Trap):
     """
 
     name = "fibonacci_trap"
+    kind = FIBONACCI_TRAP
     family = "swing"
+    # swing min, swing σ, overshoot σ, touch-to-peak s, reversal s, noise damping,
+    # ratio pick, direction coin
+    bounds = np.array([(35.0, 55.0), (21.0, 26.0), (1.6, 2.4), (40.0, 110.0), (90.0, 300.0),
+                       (0.3, 0.5), (-1.0, 1.0), (-1.0, 1.0)])
+    quick_bounds = bounds
     nominal_s = 4500.0
     window_s = 55.0 * 60.0 + 900.0 + 3.0 * 300.0
     max_tail_s = 1800.0
     tail_s_per_sigma = 60.0
+    bursts = ((T_TOUCH, PEAK, 2.5, 60.0),)
 
-    def draft(self, site, rng, quick):
-        j, price = site.j, site.price
-        minutes, size, over, gap, reverse, damp, pick, coin = _uniform(
-            rng, (35.0, 55.0), (21.0, 26.0), (1.6, 2.4), (40.0, 110.0), (90.0, 300.0),
-            (0.3, 0.5), (-1.0, 1.0), (-1.0, 1.0))
-        start = site.after(j, minutes * 60.0)
-        size *= max(sigma_at(site.ts, price, start), site.sigma)
-        ratio = FIB_RATIOS[pick > 0]
-        # Swing with the base's drift, so the overlay left to fade away is small; the fake
-        # move goes against the swing.
-        drift = math.log(price[site.after(start, 600.0)] / price[j])
-        s = -1 if drift > 0 or (drift == 0 and coin > 0) else 1
-        t = site.seconds(j, start + 1, j)
-        fade = np.minimum(np.minimum(t, t[-1] - t) / 600.0, 1.0) ** 2
-        swing = (math.log(price[j]) - s * size * t / t[-1]
-                 + 0.7 * fade * site.fluctuation(j, start + 1, j, 300))
-        site.write(j, swing)
-        sigma = sigma_at(site.ts, site.final, start)
-        if not (sigma > 0 and math.isfinite(sigma)):
-            return None
-        swing_from, swing_to = site.final[j], site.final[start]
-        y_level = math.log((swing_to - ratio * (swing_to - swing_from)) / swing_to) / sigma
-        y_peak = y_level + s * over
-        # Linear fall whose last `gap` s are the overshoot (shorter if the retrace is long).
-        fall = min(gap * y_peak / (y_peak - y_level), 900.0)
-        stop = site.after(start, fall + 3.0 * reverse)
-        tt = site.seconds(start + 1, stop + 1, start)
-        rebound = 6.0
-        y = np.where(tt <= fall, y_peak * tt / fall,
-                     y_peak - s * rebound * -np.expm1(-(tt - fall) * math.log(
-                         rebound / (rebound - 4.0)) / reverse))
-        # The noise fades in over the first minute so the swing's end stays its extreme.
-        noise = np.minimum(tt / 60.0, 1.0) ** 2 * site.fluctuation(
-            start + 1, stop + 1, start, NOISE_TICKS)
-        trap = math.log(swing_to) + sigma * y + damp * noise
-        return Draft(self.name, s, start, j, np.concatenate((swing, trap)), stop, ratio=ratio)
 
-    def bursts(self, m):
-        return ((m.values["t_touch"], m.peak, 2.5, 60.0),)
+@numba.njit(cache=True)
+def draft(kind, ts, price, logs, final, highs, lows, j, sigma, bounds, u, need):
+    """Draft a trap of type ``kind`` whose span starts at tick ``j``.
+
+    Parameters
+    ----------
+    kind : int
+        The type's index in :data:`~trapsim.scenarios.contract.TYPES`.
+    ts, price, logs, final : numpy.ndarray, shape (n,)
+        Tick times (int64 ns), base price and its log, final price.
+    highs, lows : numpy.ndarray
+        :func:`~trapsim.scenarios.contract.block_extremes` of ``final``.
+    j : int
+        First tick of the span.
+    sigma : float
+        σ of the final stream at ``j``.
+    bounds : numpy.ndarray, shape (k, 2)
+        Ranges of the draft's random parameters (:attr:`Trap.bounds` or
+        :attr:`Trap.quick_bounds`).
+    u : numpy.ndarray, shape (k,)
+        Uniforms in [0, 1), one per parameter.
+    need : numpy.ndarray, shape (6,)
+        The type's :attr:`Trap.need`.
+
+    Returns
+    -------
+    s, start, stop, lookback_min, ratio, overlay
+        Direction (0 if the market does not allow the trap), first tick of the
+        fake move, last tick searched for its end, W of a stop hunt or bull/bear
+        trap (else 0), the ratio of a Fibonacci trap (else 0), and the overlay
+        of ticks ``j … stop``.
+    """
+    if kind == LIQUIDITY_GRAB:
+        s, stop, overlay = _grab_draft(ts, logs, final, highs, lows, j, sigma, bounds, u, need[4])
+        return s, j, stop, 0, 0.0, overlay
+    if kind == STOP_HUNT:
+        s, w, stop, overlay = _hunt_draft(ts, logs, final, highs, lows, j, sigma, bounds, u,
+                                          int(need[2]), int(need[3]), need[4], need[5])
+        return s, j, stop, w, 0.0, overlay
+    if kind == FIBONACCI_TRAP:
+        s, start, stop, ratio, overlay = _fib_draft(ts, logs, price, final, j, sigma, bounds, u)
+        return s, start, stop, 0, ratio, overlay
+    side = int(need[1])
+    w, stop, overlay = _breakout_draft(ts, logs, final, highs, lows, j, sigma, bounds, u, side,
+                                       int(need[2]), int(need[3]), need[4], need[5])
+    return side if w else 0, j, stop, w, 0.0, overlay
 
 
 TRAPS: dict[str, type[Trap]] = {
