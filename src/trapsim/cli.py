@@ -292,7 +292,8 @@ def realism(
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors print one line and exit 2."""
     try:
-        app(args=argv, standalone_mode=False)
+        # Without standalone mode a command's typer.Exit comes back as the return value.
+        code = app(args=argv, standalone_mode=False)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
@@ -303,6 +304,8 @@ def main(argv: list[str] | None = None) -> None:
         _fail(exc.format_message())
     except TrapsimError as exc:
         _fail(str(exc))
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 def _fail(message: str) -> None:

@@ -214,3 +214,26 @@ def test_malformed_candle_file_exits_2_naming_the_row(tmp_path, rows, needle, co
 def test_realism_of_a_missing_run_directory_exits_2(tmp_path):
     res = trapsim("realism", tmp_path / "nothing")
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_realism_exits_1_when_a_band_fails_and_writes_the_figure(tmp_path, raw):
+    # Four times the volatility puts annualised volatility far above its band.
+    res = trapsim(
+        "run",
+        "--duration",
+        24,
+        "--volatility",
+        4,
+        "--sleep",
+        0,
+        "--seed",
+        2,
+        "--out",
+        tmp_path / "r",
+    )
+    assert res.returncode == 0, res.stderr
+    res = trapsim("realism", tmp_path / "r", "--against", raw / "BTC_USDT-1m_2024-08.feather")
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "FAIL" in res.stdout and "ann_vol" in res.stdout
+    html = (tmp_path / "r" / "realism.html").read_text()
+    assert "ACF of |r|" in html
