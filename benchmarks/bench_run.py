@@ -128,8 +128,14 @@ def main() -> None:
     )
     if "--skip-paced" not in sys.argv:
         print("paced --sleep 0.001 over 60 s:", paced_drift())
-        redis = ("--redis", "redis://127.0.0.1:6379/0", "--redis-prefix", "bench_paced_")
-        print("paced --sleep 0.01 with Redis over 60 s:", paced_drift(sleep=0.01, extra=redis))
+        import redis
+
+        url, prefix = "redis://127.0.0.1:6379/0", "bench_paced_"
+        sinks = ("--redis", url, "--redis-prefix", prefix, "--redis-clear")
+        print("paced --sleep 0.01 with Redis over 60 s:", paced_drift(sleep=0.01, extra=sinks))
+        client = redis.Redis.from_url(url)
+        for key in client.scan_iter(match=prefix + "*"):
+            client.unlink(key)
 
 
 if __name__ == "__main__":
