@@ -1,3 +1,4 @@
+import math
 import os
 from functools import cache
 from pathlib import Path
@@ -8,12 +9,21 @@ import pytest
 import yaml
 
 from trapsim.core.errors import ConfigError, DataError, SinkError
-from trapsim.core.time import MINUTE_NS, parse_ts
-from trapsim.market.calibration import MIN_MINUTES, MIN_RUN_MIN, calibrate, classify_regimes
+from trapsim.core.time import MINUTE_NS, iso, parse_ts
+from trapsim.market.calibration import (
+    BASE_LEVEL,
+    MIN_MINUTES,
+    MIN_RUN_MIN,
+    TRAP_VARIANCE_FACTOR,
+    calibrate,
+    classify_regimes,
+)
 from trapsim.market.params import DEFAULT_PARAMS, MarketParams, load_params
 from trapsim.market.process import SyntheticMarket
 from trapsim.market.realism import BANDS, minute_bars, stylized_facts
 from trapsim.market.regimes import REGIMES
+from trapsim.service.config import RunConfig
+from trapsim.service.simulation import Simulation
 
 RAW = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "raw"
 COLUMNS = ("open", "high", "low", "close", "volume")
@@ -53,13 +63,34 @@ def test_default_params_are_the_calibration_of_the_2025_file():
     assert same(fitted, default)
 
 
-def test_calibrated_run_reproduces_the_volatility_level_of_its_file():
+def facts_of_default_run(params: MarketParams, seed: int, start_ts: int, days: int = 30) -> dict:
+    """Facts of a run as `trapsim run` makes it: trap injection at the default frequency."""
+    sim = Simulation(RunConfig(duration=24 * days, sleep=0, seed=seed, start=iso(start_ts),
+                               market=params))
+    ts, price, volume = [], [], []
+    for ticks, _ in sim.batches():
+        ts.append(ticks.ts)
+        price.append(ticks.price)
+        volume.append(ticks.volume)
+    return stylized_facts(*minute_bars(np.concatenate(ts), np.concatenate(price),
+                                       np.concatenate(volume)))
+
+
+def test_runs_with_and_without_traps_bracket_the_volatility_level_of_the_file():
+    # The trap allowance: the base sits below the file's level and a default run,
+    # traps included, above it, by about TRAP_VARIANCE_FACTOR ** 0.25 each way.
+    assert BASE_LEVEL == pytest.approx(TRAP_VARIANCE_FACTOR ** -0.25)
     for name in ("BTC_USDT-1m.feather", "BTC_USDT-1m_2024-08.feather"):
         c = candles(name)
         real = stylized_facts(c["ts"], c["close"], c["volume"])["ann_vol"]
         params = fit(c)
-        sim = np.mean([facts_of_run(params, s, int(c["ts"][0]))["ann_vol"] for s in (31, 32)])
-        assert sim == pytest.approx(real, rel=0.2)
+        start = int(c["ts"][0])
+        base = np.mean([facts_of_run(params, s, start)["ann_vol"] for s in (31, 32)])
+        with_traps = np.mean([facts_of_default_run(params, s, start)["ann_vol"] for s in (31, 32)])
+        assert base < real < with_traps
+        assert base == pytest.approx(BASE_LEVEL * real, rel=0.15)
+        assert with_traps == pytest.approx(real / BASE_LEVEL, rel=0.15)
+        assert math.sqrt(base * with_traps) == pytest.approx(real, rel=0.1)
 
 
 def test_calibrated_run_is_closer_to_its_file_than_the_defaults():

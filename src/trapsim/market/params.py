@@ -49,7 +49,9 @@ class RegimeParams(FrozenModel):
     ann_vol: PositivePerRegime = Field(
         description="Diffusive volatility in each regime, annualised from 1-minute log returns "
         "(std × sqrt(525,600)) with seasonality and jumps taken out (calibrated: root mean "
-        "square of deseasonalised non-jump 1-minute returns in the regime)."
+        "square of deseasonalised non-jump 1-minute returns in the regime, times the trap "
+        "allowance calibration.BASE_LEVEL, so runs with and without default traps bracket the "
+        "data's level)."
     )
     drift_per_day: PerRegime = Field(
         description="Mean drift of the log price in each regime, per day: > 0 bullish, < 0 "
