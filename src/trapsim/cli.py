@@ -231,6 +231,62 @@ def run(
     execute(cfg, out, console, out_console, sinks, run_id, sim)
 
 
+@app.command()
+def detect(
+    source: Annotated[
+        Path, typer.Argument(help="A run directory, or a CSV/Parquet/Feather price or candle file.")
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Detections file, .parquet or .csv (default RUN/detections.parquet, "
+            "or <name>.detections.parquet here for a file)."
+        ),
+    ] = None,
+) -> None:
+    """Detect the five trap types in prices and volumes; a run directory is also scored.
+
+    The detector is causal: it never sees labels or future ticks. For a run
+    directory with labels it prints the score table and writes score.json and
+    pr_curve.html next to them.
+    """
+    from trapsim.service.detect_report import detect_file
+
+    detect_file(source, out, out_console)
+
+
+@app.command()
+def score(
+    labels: Annotated[Path, typer.Option(help="labels.parquet, or a run directory.")],
+    detections: Annotated[Path, typer.Option(help="Detections file (.parquet or .csv).")],
+    days: Annotated[
+        float | None,
+        typer.Option(
+            help="Days of data, for false alarms per day (default: the run's stats.json)."
+        ),
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Score JSON to write.")] = Path("score.json"),
+    figure: Annotated[Path, typer.Option(help="Precision–recall curve (HTML) to write.")] = Path(
+        "pr_curve.html"
+    ),
+) -> None:
+    """Score detections against labels: precision, recall, F1, latency, false alarms per day."""
+    from trapsim.service.detect_report import data_days, read_detections, read_labels, report_score
+
+    lab, det = read_labels(labels), read_detections(detections)
+    report_score(lab, det, days or data_days(labels, lab, det), out, figure, out_console)
+
+
+@app.command()
+def levels(
+    source: Annotated[Path, typer.Argument(help="A run directory or a price or candle file.")],
+) -> None:
+    """Last swing, Fibonacci retracements and extensions, and trend per timeframe."""
+    from trapsim.service.detect_report import print_levels
+
+    print_levels(source, out_console)
+
+
 config_app = typer.Typer(help="Inspect the settings `trapsim run` would use.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 
