@@ -25,17 +25,10 @@ import numba
 import numpy as np
 
 from trapsim.core.errors import DataError
-from trapsim.core.time import DAY_NS, HOUR_NS, MINUTE_NS
+from trapsim.market.ohlcv import INTERVALS
 
-TIMEFRAMES = {
-    "1m": MINUTE_NS,
-    "5m": 5 * MINUTE_NS,
-    "15m": 15 * MINUTE_NS,
-    "1h": HOUR_NS,
-    "4h": 4 * HOUR_NS,
-    "1d": DAY_NS,
-}
-"""Timeframe names and bar lengths (ns)."""
+TIMEFRAMES = INTERVALS
+"""Timeframe names and bar lengths (ns): the candle intervals."""
 PERIOD = 14
 """Bars in Wilder's ATR and ADX (his default)."""
 SWING_ATR = 2.0
