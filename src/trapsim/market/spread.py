@@ -46,6 +46,7 @@ def _quotes(price, volume, how, eps, state, decay, noise_a, noise_b, var_ref, vo
             liquidity, base, a_sigma, a_volume, lo, hi, bid, ask):
     """Fill ``bid`` and ``ask``; ``state`` = [last price (0: none), var, volume, noise, side]."""
     last, var, vol, noise, side = state[0], state[1], state[2], state[3], state[4]
+    log_var_ref, log_vol_ref = math.log(var_ref), math.log(vol_ref)
     for t in range(price.shape[0]):
         p = price[t]
         r = math.log(p / last) if last > 0 else 0.0
@@ -56,9 +57,13 @@ def _quotes(price, volume, how, eps, state, decay, noise_a, noise_b, var_ref, vo
         var = decay * var + (1.0 - decay) * r * r
         vol = decay * vol + (1.0 - decay) * volume[t]
         noise = noise_a * noise + noise_b * eps[t]
-        bps = (base * (var / var_ref) ** (0.5 * a_sigma)
-               * (vol_ref / max(vol, 1e-12 * vol_ref)) ** a_volume
-               * liquidity[how[t]] * math.exp(noise))
+        # The same product as base·(var/var_ref)^(a_σ/2)·(vol_ref/vol)^a_q·L·e^noise,
+        # in logs: two logs and one exp per tick instead of two pows and an exp.
+        bps = base * liquidity[how[t]] * math.exp(
+            0.5 * a_sigma * (math.log(var) - log_var_ref)
+            + a_volume * (log_vol_ref - math.log(max(vol, 1e-12 * vol_ref)))
+            + noise
+        )
         bps = min(max(bps, lo), hi)
         # Width w with w / mid = bps: mid = p + (0.5 - side) * w.
         w = bps * p / (1e4 - bps * (0.5 - side))
