@@ -66,7 +66,8 @@ def minute_bars(ts: np.ndarray, price: np.ndarray, volume: np.ndarray):
     return minute[starts] * MINUTE_NS, price[ends], np.add.reduceat(volume, starts)
 
 
-def _kurtosis(x: np.ndarray) -> float:
+def excess_kurtosis(x: np.ndarray) -> float:
+    """Excess (Fisher) kurtosis of ``x``: NaN when ``x`` has no variance."""
     x = x - x.mean()
     var = np.mean(x * x)
     return float(np.mean(x**4) / var**2 - 3.0) if var > 0 else float("nan")
@@ -106,7 +107,7 @@ def stylized_facts(minute_ts: np.ndarray, close: np.ndarray, volume: np.ndarray)
     facts = {"minutes": len(close)}
     for name, k in (("1m", 1), ("15m", 15), ("1h", 60), ("1d", 1440)):
         rk = np.diff(logc[::k])
-        facts[f"kurt_{name}"] = _kurtosis(rk) if len(rk) > 3 else float("nan")
+        facts[f"kurt_{name}"] = excess_kurtosis(rk) if len(rk) > 3 else float("nan")
     facts["acf_r_1"] = acf(r, 1)
     facts["abs_acf_r_1"] = abs(facts["acf_r_1"])
     for lag in (1, 10, 60, 240):

@@ -65,12 +65,12 @@ def realism_report(run_dir: Path, against: Path | None, figure: Path, console: C
             cells.append(f"{real_facts[extra]:.3f}")
         table.add_row(*cells, "", "")
     console.print(table)
-    write_figure(run, real, figure)
+    write_figure(run, run_facts, real, real_facts, figure)
     console.print(f"figure → {figure}")
     return ok
 
 
-def write_figure(run, real, path: Path) -> None:
+def write_figure(run, run_facts: dict, real, real_facts: dict | None, path: Path) -> None:
     """Return distribution, ACF of abs returns, intraday profile: run vs real, as HTML."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
@@ -84,9 +84,11 @@ def write_figure(run, real, path: Path) -> None:
             "mean |r| by UTC hour / overall mean",
         ),
     )
-    series = [("run", run, "#d62728")] + ([("real", real, "#1f77b4")] if real is not None else [])
+    series = [("run", run, run_facts, "#d62728")]
+    if real is not None:
+        series.append(("real", real, real_facts, "#1f77b4"))
     bins = np.linspace(-12, 12, 121)
-    for name, (ts, close, volume), colour in series:
+    for name, (_, close, _), facts, colour in series:
         r = np.diff(np.log(close))
         hist, edges = np.histogram(r / r.std(), bins=bins, density=True)
         mid = (edges[1:] + edges[:-1]) / 2
@@ -104,7 +106,6 @@ def write_figure(run, real, path: Path) -> None:
             1,
             2,
         )
-        facts = stylized_facts(ts, close, volume)
         hourly = np.asarray(facts["hourly_abs_return"])
         fig.add_trace(
             go.Scatter(

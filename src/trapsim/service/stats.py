@@ -8,7 +8,7 @@ import numpy as np
 
 from trapsim.core.schemas import TickBatch
 from trapsim.core.time import iso
-from trapsim.market.realism import MINUTES_PER_YEAR
+from trapsim.market.realism import MINUTES_PER_YEAR, excess_kurtosis
 
 
 class RunStats:
@@ -87,14 +87,13 @@ def _return_stats(closes: list[np.ndarray]) -> dict:
     r = np.diff(np.log(c))
     if len(r) < 2:
         return {"count": int(len(r))}
-    z = r - r.mean()
-    var = float(np.mean(z * z))
+    kurt = excess_kurtosis(r)
     return {
         "count": int(len(r)),
         "mean": float(r.mean()),
         "std": float(r.std()),
         "annualised_volatility": float(r.std() * np.sqrt(MINUTES_PER_YEAR)),
-        "excess_kurtosis": float(np.mean(z**4) / var**2 - 3) if var > 0 else None,
+        "excess_kurtosis": kurt if np.isfinite(kurt) else None,
         "min": float(r.min()),
         "max": float(r.max()),
     }
