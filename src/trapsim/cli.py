@@ -70,6 +70,14 @@ def run(
     params: Annotated[
         Path | None, typer.Option(help="Market parameters YAML written by `trapsim calibrate`.")
     ] = None,
+    detect: Annotated[
+        bool | None,
+        typer.Option(
+            "--detect/--no-detect",
+            help="Run the trap detector live: detections to every sink, precision and recall "
+            "so far in the status line and stats.json (default: off).",
+        ),
+    ] = None,
     config: Annotated[
         Path | None,
         typer.Option(
@@ -114,7 +122,8 @@ def run(
         int | None,
         typer.Option(
             metavar="N",
-            help="Entries kept in sim_trap_history and sim_hf_activations (default 5000).",
+            help="Entries kept in sim_trap_history, sim_hf_activations and sim_detections "
+            "(default 5000).",
             rich_help_panel=SINKS,
         ),
     ] = None,
@@ -177,7 +186,8 @@ def run(
     """Simulate BTC-USD ticks with labelled traps into a run directory (and Redis, SQL).
 
     Writes ticks.parquet, labels.parquet, hf_activations.parquet,
-    candles_1m.parquet, stats.json and config.yaml. Ctrl-C or SIGTERM stops
+    candles_1m.parquet, stats.json and config.yaml (and detections.parquet
+    with --detect). Ctrl-C or SIGTERM stops
     cleanly: everything is flushed and the report printed.
 
     Every option except --config, --out and --settings can also come from a
@@ -200,6 +210,7 @@ def run(
             "start": start,
             "replay": replay,
             "params": params,
+            "detect": detect,
             "redis_url": redis,
             "redis_prefix": redis_prefix,
             "redis_clear": redis_clear,

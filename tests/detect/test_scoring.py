@@ -5,10 +5,12 @@ import math
 
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trapsim.core.schemas import DETECTIONS, LABELS
 from trapsim.detect import pr_curve, score, write_pr_html
-from trapsim.detect.scoring import format_table, to_json
+from trapsim.detect.scoring import LiveScore, format_table, to_json
 
 NS = 1_000_000_000
 S = 1_736_121_600 * NS
@@ -152,3 +154,55 @@ def test_pr_curve_redoes_matching_per_threshold_and_writes_a_page(tmp_path):
     write_pr_html(curve, page)
     text = page.read_text()
     assert "plotly" in text.lower() and "stop_hunt" in text and "macro" in text
+
+
+# -- the live score ----------------------------------------------------------------------
+def as_dicts(table):
+    """Rows as the run loop holds them: int ns times."""
+    cols = [c.cast(pa.int64()) if pa.types.is_timestamp(c.type) else c for c in table.columns]
+    return pa.table(cols, names=table.column_names).to_pylist()
+
+
+def live(labs, dets):
+    board = LiveScore(S)
+    board.add_labels(as_dicts(labs))
+    board.add_detections(as_dicts(dets))
+    return board
+
+
+def test_live_score_counts_no_trap_as_missed_while_a_detection_may_still_catch_it():
+    labs = labels(("stop_hunt", "up", 1000, 1010, 1030))
+    dets = detections(("stop_hunt", "up", 200), ("stop_hunt", "up", 1200))
+    board = live(labs, dets)
+    # 1100 s: the label's window is open; the false alarm at 200 s is decided.
+    early = board.report(S + 1100 * NS)
+    assert (early["labels"], early["detections"], early["matched"]) == (0, 1, 0)
+    assert early["recall"] is None and early["precision"] == 0.0
+    # A trap injected but not yet ended holds back detections after its start.
+    held = live(labels(), dets).report(S + 1100 * NS, pending=[S + 150 * NS])
+    assert held["detections"] == 0
+    # 1330 s: the window (end + 300 s) has closed; the late detection caught it.
+    late = board.report(S + 1330 * NS)
+    assert (late["labels"], late["detections"], late["matched"]) == (1, 2, 1)
+    assert late["recall"] == 1.0 and late["precision"] == 0.5
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["stop_hunt", "bull_trap"]), st.integers(0, 5000),
+                          st.integers(1, 400)), max_size=8),
+       st.lists(st.tuples(st.sampled_from(["stop_hunt", "bull_trap"]), st.integers(0, 6000)),
+                max_size=12),
+       st.integers(0, 7000))
+def test_live_score_only_ever_scores_what_the_final_score_agrees_with(labs, dets, now):
+    labs = labels(*[(k, "up", a, a, a + d) for k, a, d in labs])
+    dets = detections(*[(k, "up", t) for k, t in dets])
+    board = live(labs, dets)
+    part = board.report(S + now * NS)
+    final = board.report(S + 99_999 * NS, ended=True)
+    full = score(labs, dets, days=99_999 / 86_400)
+    assert final["matched"] == full["all"]["matched"]
+    assert (final["labels"], final["detections"]) == (labs.num_rows, dets.num_rows)
+    # What is scored so far is decided: its labels and detections keep their fate.
+    assert part["labels"] <= final["labels"] and part["detections"] <= final["detections"]
+    assert part["matched"] <= final["matched"]
+    assert part["detections"] - part["matched"] <= final["detections"] - final["matched"]

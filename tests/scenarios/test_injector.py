@@ -16,7 +16,7 @@ from trapsim.core.errors import ConfigError
 from trapsim.core.time import DAY_NS, HOUR_NS, MINUTE_NS, NS, parse_ts
 from trapsim.scenarios.contract import label_problem
 from trapsim.scenarios.injector import BRANCHING, MARGIN, TRAPS_PER_HOUR, TrapInjector
-from trapsim.scenarios.traps import TRAP_TYPES, TRAPS
+from trapsim.scenarios.traps import TRAP_TYPES, TRAPS, final_prices
 
 START = 1_700_006_400 * NS  # a UTC midnight
 
@@ -119,7 +119,7 @@ PARAMS = {
 
 def check_contract(ts, price, labels, overlay, volume):
     """Every label keeps docs/labels.md, with the injector's margin, on the final stream."""
-    final = price * np.exp(overlay)
+    final = final_prices(price, overlay)
     problems = Counter(label_problem(lb, ts, final, volume, margin=MARGIN) for lb in labels)
     assert problems == {None: len(labels)}
 
@@ -185,7 +185,7 @@ def test_invariants_hold_for_any_seed_and_frequency(seed, frequency):
 
 def test_sigma_and_peak_follow_their_definitions(month):
     ts, price, _, labels, overlay, _ = month
-    final = price * np.exp(overlay)
+    final = final_prices(price, overlay)
     closes = final[59::60]  # START is a UTC midnight: tick 60 k + 59 closes minute k
     for lb in labels:
         minute = (lb["start_ts"] - START) // MINUTE_NS
@@ -322,7 +322,7 @@ def test_frequency_zero_injects_nothing():
 def test_each_type_can_be_injected_alone(kind):
     ts, price, volume = gbm_market(8, 3)
     labels, overlay, final_volume = run(ts, price, volume, frequency=0.5, types=(kind,))
-    final = price * np.exp(overlay)
+    final = final_prices(price, overlay)
     assert labels and {lb["type"] for lb in labels} == {kind}
     assert all(label_problem(lb, ts, final, final_volume) is None for lb in labels)
 
@@ -335,7 +335,7 @@ def test_registry_lists_the_five_types_in_order():
 
 def test_checker_rejects_labels_that_break_the_contract(month):
     ts, price, _, labels, overlay, volume = month
-    final = price * np.exp(overlay)
+    final = final_prices(price, overlay)
     by_type = {lb["type"]: lb for lb in labels}
     for lb in by_type.values():
         broken = [
@@ -384,7 +384,7 @@ def test_on_the_synthetic_market():
     market = process.SyntheticMarket(params.DEFAULT_PARAMS, seed=4, start_ts=START)
     chunk = market.next_chunk(4 * 86_400)
     labels, overlay, volume = run(chunk.ts, chunk.price, chunk.volume, seed=4, frequency=0.5)
-    final = chunk.price * np.exp(overlay)
+    final = final_prices(chunk.price, overlay)
     assert len({lb["type"] for lb in labels}) >= 3
     assert all(label_problem(lb, chunk.ts, final, volume, margin=MARGIN) is None
                for lb in labels)

@@ -11,6 +11,7 @@ import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
 
+from trapsim.detect import detect_table, score
 from trapsim.store.rundir import read_stream
 
 from .conftest import trapsim
@@ -19,12 +20,13 @@ STREAMS = ("ticks", "labels", "hf_activations", "candles_1m")
 
 
 def tables(run):
-    return {s: read_stream(run, s) for s in STREAMS}
+    names = (*STREAMS, "detections") if (run / "detections.parquet").exists() else STREAMS
+    return {s: read_stream(run, s) for s in names}
 
 
 def test_paced_equals_flat_out_bit_for_bit(tmp_path):
     # 7 market hours: long enough for the first traps after the injector's look-back.
-    common = ["--duration", 7, "--seed", 11, "--frequency", 1.0]
+    common = ["--duration", 7, "--seed", 11, "--frequency", 1.0, "--detect"]
     flat = trapsim("run", *common, "--sleep", 0, "--out", tmp_path / "flat")
     paced = trapsim("run", *common, "--sleep", 0.0001, "--out", tmp_path / "paced")
     assert flat.returncode == 0, flat.stderr
@@ -32,7 +34,7 @@ def test_paced_equals_flat_out_bit_for_bit(tmp_path):
     a, b = tables(tmp_path / "flat"), tables(tmp_path / "paced")
     assert a["ticks"].num_rows == 7 * 3600
     assert a["labels"].num_rows > 0
-    for s in STREAMS:
+    for s in (*STREAMS, "detections"):
         assert a[s].equals(b[s]), s
         assert (tmp_path / "flat" / f"{s}.parquet").read_bytes() == (
             tmp_path / "paced" / f"{s}.parquet"
@@ -60,6 +62,7 @@ def test_run_directory_contents_and_report(tmp_path):
     assert res.returncode == 0, res.stderr
     for name in ("ticks", "labels", "hf_activations", "candles_1m"):
         assert (tmp_path / "r" / f"{name}.parquet").is_file()
+    assert not (tmp_path / "r" / "detections.parquet").exists()  # no --detect
     ticks = pq.read_table(tmp_path / "r" / "ticks.parquet")
     assert str(ticks.schema.field("ts").type) == "timestamp[ns, tz=UTC]"
     assert ticks.column_names == ["ts", "symbol", "price", "bid", "ask", "volume", "regime"]
@@ -70,6 +73,28 @@ def test_run_directory_contents_and_report(tmp_path):
     assert stats["ticks"] == 3600 and stats["stopped_by"] == "end"
     assert abs(sum(stats["regime_share"].values()) - 1) < 1e-9
     assert "traps" in res.stdout and "regime" in res.stdout
+    assert "detection" not in stats
+
+
+def test_live_detector_gives_the_batch_detectors_rows_and_scores_them(tmp_path):
+    run = tmp_path / "r"
+    res = trapsim("run", "--duration", 12, "--sleep", 0, "--seed", 8, "--frequency", 0.5,
+                  "--detect", "--out", run)
+    assert res.returncode == 0, res.stderr
+    live = read_stream(run, "detections")
+    assert live.num_rows > 0
+    assert live.equals(detect_table(read_stream(run, "ticks")))
+    stats = json.loads((run / "stats.json").read_text())
+    got = score(read_stream(run, "labels"), live, days=0.5)
+    d = stats["detection"]
+    assert (d["labels"], d["detections"], d["matched"]) == tuple(
+        got["all"][k] for k in ("labels", "detections", "matched"))
+    assert d["labels"] > 0
+    for k in ("precision", "recall", "f1"):
+        assert d[k] == pytest.approx(got["all"][k])
+        assert d["macro"][k] == pytest.approx(got["macro"][k])
+    assert "live detector" in res.stdout
+    assert "detect: true" in (run / "config.yaml").read_text()
 
 
 @pytest.mark.parametrize(
@@ -129,6 +154,7 @@ def test_sigterm_during_paced_run_leaves_readable_files_and_report(tmp_path):
             "0.001",
             "--seed",
             "5",
+            "--detect",
             "--out",
             str(out),
         ],
@@ -148,6 +174,9 @@ def test_sigterm_during_paced_run_leaves_readable_files_and_report(tmp_path):
     ticks = pq.read_table(out / "ticks.parquet")
     assert ticks.num_rows == stats["ticks"] > 500
     assert "ticks" in stdout
+    # Stopped mid-stream: only what is decided at the last tick is scored.
+    assert stats["detection"]["as_of"] == stats["market_end"]
+    assert stats["detection"]["detections"] <= pq.read_table(out / "detections.parquet").num_rows
 
 
 def test_replay_without_traps_reproduces_every_candle(tmp_path, raw):

@@ -51,9 +51,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_sim(out: Path, *sinks, sleep: float = 0.0) -> dict:
+def run_sim(out: Path, *sinks, sleep: float = 0.0, detect: bool = False) -> dict:
     """The 6-hour seed-3 run of the issue, into ``out`` and ``sinks``; returns the report."""
-    cfg = RunConfig(duration=6, sleep=sleep, seed=3, frequency=1.0, market=DEFAULT_PARAMS)
+    cfg = RunConfig(duration=6, sleep=sleep, seed=3, frequency=1.0, market=DEFAULT_PARAMS,
+                    detect=detect)
     return Runner(cfg, out, Console(quiet=True), extra_sinks=sinks).run()
 
 

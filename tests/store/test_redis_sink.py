@@ -75,6 +75,16 @@ def hf_json(act: dict) -> dict:
     }
 
 
+def detection_json(det: dict) -> dict:
+    """A run directory detection row as the sink writes it: ISO times, features as an object."""
+    return {
+        **det,
+        "detected_at": iso(det["detected_at"]),
+        "start": iso(det["start"]),
+        "features": json.loads(det["features"]),
+    }
+
+
 def flat(report: dict, parent: str = "") -> dict:
     """The report as the ``statistics`` hash holds it."""
     out = {}
@@ -236,7 +246,7 @@ def test_run_end_to_end_matches_the_run_directory(tmp_path, redis_url, rclient, 
     listener.subscribe(prefix + "events")
     assert listener.get_message(timeout=2)["type"] == "subscribe"
     sink = RedisSink(redis_url, run_id="e2e", prefix=prefix)
-    report = run_sim(tmp_path / "run", sink)
+    report = run_sim(tmp_path / "run", sink, detect=True)
     events = []
     while (msg := listener.get_message(timeout=0.5)) is not None:
         events.append(json.loads(msg["data"]))
@@ -245,15 +255,20 @@ def test_run_end_to_end_matches_the_run_directory(tmp_path, redis_url, rclient, 
     run = tmp_path / "run"
     labels = [label_json(lab) for lab in stream_rows(run, "labels")]
     acts = [hf_json(a) for a in stream_rows(run, "hf_activations")]
-    assert labels and acts
+    detections = [detection_json(d) for d in stream_rows(run, "detections")]
+    assert labels and acts and detections
     by_kind = {
         kind: [e for e in events if e["event"] == kind]
-        for kind in ("trap", "hf_on", "hf_activation")
+        for kind in ("trap", "hf_on", "hf_activation", "detection")
     }
     assert len(events) == sum(len(v) for v in by_kind.values())
     assert [{k: v for k, v in e.items() if k != "event"} for e in by_kind["trap"]] == labels
     assert [{k: v for k, v in e.items() if k != "event"} for e in by_kind["hf_activation"]] == acts
     assert [e["ts"] for e in by_kind["hf_on"]] == [a["start_ts"] for a in acts]
+    got = [{k: v for k, v in e.items() if k != "event"} for e in by_kind["detection"]]
+    assert got == detections
+    stored = [json.loads(x) for x in rclient.lrange(prefix + "detections", 0, -1)]
+    assert stored == detections[::-1]
     history = [json.loads(x) for x in rclient.lrange(prefix + "trap_history", 0, -1)]
     assert history == labels[::-1]
     assert [json.loads(x) for x in rclient.lrange(prefix + "hf_activations", 0, -1)] == acts[::-1]

@@ -16,12 +16,12 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trapsim.core.errors import DataError, SinkError
+from trapsim.core.errors import ConfigError, DataError, SinkError
 from trapsim.core.schemas import TICKS, TS, TickBatch
 from trapsim.core.time import NS
-from trapsim.store.rundir import PARTS_DIR, STREAM_SCHEMAS, RunDir, read_stream
+from trapsim.store.rundir import PARTS_DIR, RUN_STREAMS, STREAM_SCHEMAS, RunDir, read_stream
 
-STREAMS = sorted(STREAM_SCHEMAS)
+STREAMS = RUN_STREAMS  # a run directory's streams by default
 
 
 def make_table(schema: pa.Schema, start: int, n: int) -> pa.Table:
@@ -57,10 +57,21 @@ def test_schema_registry_covers_the_design_streams():
     assert STREAM_SCHEMAS["ticks"] is TICKS
 
 
-@pytest.mark.parametrize("stream", STREAMS)
+def test_a_run_directory_holds_the_streams_it_was_created_with(tmp_path):
+    run = RunDir.create(tmp_path / "a")
+    with pytest.raises(SinkError, match="unknown stream 'detections'"):
+        run.append("detections", make_table(STREAM_SCHEMAS["detections"], 0, 1))
+    run.close()
+    assert sorted(p.name for p in run.path.glob("*.parquet")) == sorted(
+        f"{s}.parquet" for s in RUN_STREAMS)
+    with pytest.raises(ConfigError, match="unknown run directory streams"):
+        RunDir.create(tmp_path / "b", streams=("ticks", "quotes"))
+
+
+@pytest.mark.parametrize("stream", sorted(STREAM_SCHEMAS))
 def test_round_trip_before_and_after_close(tmp_path, stream):
     schema = STREAM_SCHEMAS[stream]
-    run = RunDir.create(tmp_path / "run", flush_rows=100)
+    run = RunDir.create(tmp_path / "run", flush_rows=100, streams=STREAM_SCHEMAS)
     expected = []
     start = 0
     for n, flush in [(30, False), (80, False), (5, True), (0, False), (250, False), (7, False)]:

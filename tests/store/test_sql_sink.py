@@ -12,7 +12,7 @@ from trapsim.core.errors import ConfigError, SinkError
 from trapsim.store import resilient
 from trapsim.store.sql import SqlSink, _SqlBackend, _tuples, metadata
 
-TABLES = ("runs", "labels", "hf_activations", "statistics", "candles")
+TABLES = ("runs", "labels", "hf_activations", "detections", "statistics", "candles")
 WALL_COLUMNS = {"started_at", "ended_at", "taken_at"}
 CONFIG = {"seed": 3, "note": "test"}
 
@@ -46,6 +46,10 @@ def assert_matches_run_dir(url: str, run_id: str, run, report: dict) -> None:
     assert rows(url, "hf_activations", run_id) == [{"run_id": run_id, **a} for a in acts]
     candles = stream_rows(run, "candles_1m")
     assert rows(url, "candles", run_id) == [{"run_id": run_id, **c} for c in candles]
+    detections = stream_rows(run, "detections") if (run / "detections.parquet").exists() else []
+    for i, det in enumerate(detections, 1):
+        det.update(run_id=run_id, seq=i, features=json.loads(det["features"]))
+    assert rows(url, "detections", run_id) == detections
     (run_row,) = rows(url, "runs", run_id)
     assert run_row["config"] == CONFIG
     assert run_row["stopped_by"] == "end"
@@ -63,7 +67,8 @@ def test_sqlite_holds_the_run(tmp_path, sqlite_url):
 
 def test_sqlite_and_postgres_hold_the_same_rows(tmp_path, sqlite_url, pg_url):
     sinks = [SqlSink(url, run_id="same", config=CONFIG) for url in (sqlite_url, pg_url)]
-    report = run_sim(tmp_path / "run", *sinks)
+    report = run_sim(tmp_path / "run", *sinks, detect=True)
+    assert stream_rows(tmp_path / "run", "detections")
     for url in (sqlite_url, pg_url):
         assert_matches_run_dir(url, "same", tmp_path / "run", report)
     for table in TABLES:

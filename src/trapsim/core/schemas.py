@@ -1,7 +1,9 @@
-"""User-facing column schemas (DESIGN.md §3) as Arrow schemas, plus the in-memory tick batch."""
+"""User-facing column schemas (DESIGN.md §3) as Arrow schemas, the in-memory tick batch, and
+rows → table for detections."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -128,3 +130,19 @@ class TickBatch:
             },
             schema=TICKS,
         )
+
+
+def detections_table(rows: Sequence[dict]) -> pa.Table:
+    """Detection dicts (times in int ns) as an Arrow table with the ``DETECTIONS`` schema."""
+    cols = {name: [row[name] for row in rows] for name in DETECTIONS.names}
+    return pa.table(
+        {
+            "detected_at": pa.array(cols["detected_at"], pa.int64()).cast(DETECTIONS.field(0).type),
+            "trap_type": pa.array(cols["trap_type"], pa.string()),
+            "direction": pa.array(cols["direction"], pa.string()),
+            "start": pa.array(cols["start"], pa.int64()).cast(DETECTIONS.field(3).type),
+            "confidence": pa.array(cols["confidence"], pa.float64()),
+            "features": pa.array(cols["features"], pa.string()),
+        },
+        schema=DETECTIONS,
+    )

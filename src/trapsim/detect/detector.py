@@ -65,14 +65,14 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import numpy as np
 import pyarrow as pa
 
 from trapsim.core.errors import ConfigError, DataError
 from trapsim.core.hf import hf_activations
-from trapsim.core.schemas import DETECTIONS, HF_ACTIVATIONS
+from trapsim.core.schemas import HF_ACTIVATIONS, detections_table
 from trapsim.core.time import NS, iso
 from trapsim.detect import kernel as k
 
@@ -146,22 +146,6 @@ def _rows(oi: np.ndarray, of: np.ndarray, count: int, floor: np.ndarray) -> list
         for r in range(count)
         if of[r, k.OF_CONF] >= floor[oi[r, k.O_TYPE]]
     ]
-
-
-def detections_table(rows: Sequence[dict]) -> pa.Table:
-    """Detection dicts (times in int ns) as an Arrow table with the ``DETECTIONS`` schema."""
-    cols = {name: [row[name] for row in rows] for name in DETECTIONS.names}
-    return pa.table(
-        {
-            "detected_at": pa.array(cols["detected_at"], pa.int64()).cast(DETECTIONS.field(0).type),
-            "trap_type": pa.array(cols["trap_type"], pa.string()),
-            "direction": pa.array(cols["direction"], pa.string()),
-            "start": pa.array(cols["start"], pa.int64()).cast(DETECTIONS.field(3).type),
-            "confidence": pa.array(cols["confidence"], pa.float64()),
-            "features": pa.array(cols["features"], pa.string()),
-        },
-        schema=DETECTIONS,
-    )
 
 
 def _ns(ts) -> np.ndarray:
@@ -332,8 +316,8 @@ class TrapDetector:
         _, count = k.run(t1, c1, h1, l1, v1, 0, *self._state, self._oi, self._of)
         return _rows(self._oi, self._of, count, self._floor) if count else []
 
-    def detect(self, ts, price, volume, high=None, low=None) -> pa.Table:
-        """Feed a batch of ticks (or candles) and return the detections they complete.
+    def feed(self, ts, price, volume, high=None, low=None) -> list[dict]:
+        """Feed a batch of ticks (or candles) and return the detections they complete, as rows.
 
         Parameters
         ----------
@@ -346,8 +330,8 @@ class TrapDetector:
 
         Returns
         -------
-        pyarrow.Table
-            Schema ``DETECTIONS``, in emission order, at or over the confidence floors.
+        list of dict
+            Rows as :meth:`update` gives them, in emission order.
 
         Raises
         ------
@@ -364,7 +348,7 @@ class TrapDetector:
         hi = close if high is None else _floats(high, "high", n)
         lo = close if low is None else _floats(low, "low", n)
         if n == 0:
-            return detections_table([])
+            return []
         bad = np.flatnonzero(np.diff(t) <= 0)
         if len(bad):
             raise DataError(f"ts not strictly increasing at row {bad[0] + 1}")
@@ -380,7 +364,17 @@ class TrapDetector:
             )
         rows = self._feed(t, close, hi, lo, vol)
         self._last_ts = int(t[-1])
-        return detections_table(rows)
+        return rows
+
+    def detect(self, ts, price, volume, high=None, low=None) -> pa.Table:
+        """:meth:`feed` a batch, returning the rows as a ``DETECTIONS`` table.
+
+        Raises
+        ------
+        DataError
+            As :meth:`feed`.
+        """
+        return detections_table(self.feed(ts, price, volume, high, low))
 
 
 def detect_table(table: pa.Table) -> pa.Table:

@@ -18,7 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from trapsim.core.time import NS
+from trapsim.core.schemas import detections_table
+from trapsim.core.time import NS, iso
 from trapsim.detect.kernel import TYPES
 
 GRACE_NS = 300 * NS
@@ -293,3 +294,87 @@ def to_json(result: dict) -> str:
         return x
 
     return json.dumps(clean(result), indent=2)
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
+
+
+class LiveScore:
+    """Precision and recall of a detector running live, so far, by the ``TRAPS.md`` rule.
+
+    At market time ``now`` a label is *decided* once no detection can match it
+    any more (``end_ts + 300 s <= now``), and a detection once no open label can
+    claim it (``detected_at`` before the ``start_ts`` of every undecided label);
+    only decided ones are scored, so a number never counts a trap as missed
+    that a detection may still catch. Once the stream has ended everything is
+    decided and the result is :func:`score` of the whole run.
+
+    Parameters
+    ----------
+    start_ns : int
+        Market time the stream started, ns UTC (for false alarms per day).
+    """
+
+    def __init__(self, start_ns: int) -> None:
+        self.start_ns = int(start_ns)
+        self._labels: list[dict] = []
+        self._detections: list[dict] = []
+
+    def add_labels(self, labels: list[dict]) -> None:
+        """Labels the run has written (as the injector gives them: int ns times)."""
+        self._labels += [lb for lb in labels if lb.get("kind", "trap") == "trap"]
+
+    def add_detections(self, rows: list[dict]) -> None:
+        """Detection rows as :meth:`~trapsim.detect.detector.TrapDetector.feed` gives them."""
+        self._detections += rows
+
+    def report(self, now_ns: int, *, pending: Iterable[int] = (), ended: bool = False) -> dict:
+        """The score of what is decided at ``now_ns`` (everything if ``ended``).
+
+        Parameters
+        ----------
+        now_ns : int
+            Market time of the newest tick fed to the detector, ns UTC.
+        pending : iterable of int
+            ``start_ts`` of the traps injected but not yet written (not ended).
+        ended : bool
+            The stream has ended: no detection is still to come.
+
+        Returns
+        -------
+        dict
+            ``as_of`` (ISO time), ``labels``, ``detections``, ``matched``,
+            ``precision``, ``recall``, ``f1`` (pooled over types), ``macro``
+            (``precision``, ``recall``, ``f1``) and ``per_type`` (the same per
+            trap type, with counts); None where a value is 0/0.
+        """
+        if ended:
+            labels, cut = self._labels, None
+        else:
+            labels = [lb for lb in self._labels if lb["end_ts"] + GRACE_NS <= now_ns]
+            open_starts = [lb["start_ts"] for lb in self._labels
+                           if lb["end_ts"] + GRACE_NS > now_ns]
+            cut = min([*open_starts, *pending, now_ns + 1])
+        dets = [d for d in self._detections if cut is None or d["detected_at"] < cut]
+        table = pa.table({
+            "id": pa.array([lb["id"] for lb in labels], pa.int64()),
+            "type": pa.array([lb["type"] for lb in labels], pa.string()),
+            "direction": pa.array([lb["direction"] for lb in labels], pa.string()),
+            **{name: pa.array([lb[name] for lb in labels], pa.int64())
+               for name in ("start_ts", "peak_ts", "end_ts")},
+        })
+        days = max(now_ns - self.start_ns, 1) / (86_400 * NS)
+        result = score(table, detections_table(dets), days=days)
+        counts = ("labels", "detections", "matched")
+        rates = ("precision", "recall", "f1")
+        return {
+            "as_of": iso(now_ns),
+            **{k: result["all"][k] for k in counts},
+            **{k: _finite(result["all"][k]) for k in rates},
+            "macro": {k: _finite(result["macro"][k]) for k in rates},
+            "per_type": {
+                kind: {**{k: t[k] for k in counts}, **{k: _finite(t[k]) for k in rates}}
+                for kind, t in result["types"].items()
+            },
+        }

@@ -249,7 +249,7 @@ def _bridge_block(
     return ts.ravel(), price.ravel(), volume.ravel()
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _bridge_kernel(o, h, lo, c, v, steps, order, at_a, at_b, price, volume):
     """Fill ``price`` and ``volume``, shape (m, n), for candles ``o, h, lo, c, v``, shape (m,).
 
@@ -293,7 +293,7 @@ def _bridge_kernel(o, h, lo, c, v, steps, order, at_a, at_b, price, volume):
         _split_volume(price[i], v[i], volume[i])
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _split_volume(price, total, out):
     """Split ``total`` over ``out`` (n,) by ``|price change| + floor``, summing exactly.
 

@@ -145,7 +145,7 @@ def hour_of_week(ts_ns):
     return (np.asarray(ts_ns, dtype=np.int64) // HOUR_NS + 72) % _HOURS_PER_WEEK
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _ou_steps(x0, a, b, eps):
     """Exact OU transitions: row i+1 = a * row i + b * eps[i], from row ``x0``."""
     m, k = eps.shape
@@ -158,7 +158,7 @@ def _ou_steps(x0, a, b, eps):
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _ticks(z, regime, skip_first, phase, how, to_hour, log_sig_step, log_vol_step,
            log_sig_regime, drift, log_vol_regime, log_sig_week, log_vol_week,
            jump_at, jump_size, lp, mean_volume, move_share, log_price, volume):

@@ -13,9 +13,11 @@ where :math:`\hat\sigma_t` is an exponentially weighted realised volatility of
 the 1-second log returns of the prices passed in (the final series, traps
 included) and :math:`\hat q_t` the same average of volume, :math:`L_h` the
 hour-of-week liquidity profile (the calibrated volume profile, mean 1), and
-:math:`n_t` an AR(1) noise. Spreads widen with volatility because market makers
-price adverse selection and inventory risk (Glosten & Milgrom 1985, J. Financial
-Economics 14; Ho & Stoll 1981, J. Financial Economics 9) and narrow with trading
+:math:`n_t` an AR(1) noise that steps every :data:`NOISE_STEP_S` seconds and
+holds in between (as the market's own factors do). Spreads widen with
+volatility because market makers price adverse selection and inventory risk
+(Glosten & Milgrom 1985, J. Financial Economics 14; Ho & Stoll 1981, J.
+Financial Economics 9) and narrow with trading
 activity (Demsetz 1968, Quarterly J. Economics 82).
 
 The last trade sits at the ask after an up-tick and at the bid after a
@@ -33,44 +35,72 @@ import numpy as np
 
 from trapsim.core.errors import DataError
 from trapsim.core.seeding import rng_for
+from trapsim.core.time import HOUR_NS, NS
 from trapsim.market.params import MarketParams
-from trapsim.market.process import SECONDS_PER_YEAR, hour_of_week, week_profile
+from trapsim.market.process import SECONDS_PER_YEAR, week_profile
 
 # Spreads are kept this relative hair inside [min_bps, max_bps] so that the bounds
 # still hold after the float rounding of bid, ask and mid.
 _INSIDE = 1e-9
 
+NOISE_STEP_S = 5
+"""Seconds the spread noise holds between its AR(1) steps, aligned on the epoch."""
+NOISE_STEP_NS = NOISE_STEP_S * NS
 
-@numba.njit(cache=True)
-def _quotes(price, volume, how, eps, state, decay, noise_a, noise_b, var_ref, vol_ref,
-            liquidity, base, a_sigma, a_volume, lo, hi, bid, ask):
-    """Fill ``bid`` and ``ask``; ``state`` = [last price (0: none), var, volume, noise, side]."""
-    last, var, vol, noise, side = state[0], state[1], state[2], state[3], state[4]
-    log_var_ref, log_vol_ref = math.log(var_ref), math.log(vol_ref)
+
+@numba.njit(cache=True, nogil=True)
+def _states(ts, logp, volume, eps, fresh, state, decay, noise_a, noise_b, log_liquidity,
+            vol_floor, var, vol, side, shift):
+    """Fill the per-tick states of the spread law, with no transcendental call (numpy
+    vectorises those) and no per-tick division (ticks are 1 s apart).
+
+    ``var`` and ``vol`` get the averages of squared log returns and of volume,
+    ``side`` 1 after an up-tick and 0 after a down-tick, and ``shift`` the
+    noise plus the log liquidity factor. ``fresh``: the first tick begins a
+    noise step. ``state`` = [last log price, var, volume, noise, side, noise
+    step, whether there is a last price].
+    """
+    last, v, q, noise, s, seen = state[0], state[1], state[2], state[3], state[4], state[6] > 0
+    t0 = ts[0]
+    # The epoch fell on a Thursday: hour 72 of its week.
+    how = (t0 // HOUR_NS + 72) % 168
+    to_hour = -((t0 % HOUR_NS - HOUR_NS) // NS)  # ceil: ticks may sit off whole seconds
+    to_step = 0 if fresh else -((t0 % NOISE_STEP_NS - NOISE_STEP_NS) // NS)
+    k = 0
+    for t in range(ts.shape[0]):
+        lp = logp[t]
+        r = lp - last if seen else 0.0
+        s = (r > 0) + (r == 0) * s  # the tick rule, branch-free: returns are coin flips
+        v = decay * v + (1.0 - decay) * r * r
+        q = decay * q + (1.0 - decay) * volume[t]
+        if to_step == 0:
+            noise = noise_a * noise + noise_b * eps[k]
+            k += 1
+            to_step = -((ts[t] % NOISE_STEP_NS - NOISE_STEP_NS) // NS)
+        if to_hour == 0:
+            how = how + 1 if how < 167 else 0
+            to_hour = HOUR_NS // NS
+        var[t] = v
+        vol[t] = max(q, vol_floor)
+        side[t] = s
+        shift[t] = noise + log_liquidity[how]
+        to_step -= 1
+        to_hour -= 1
+        last = lp
+        seen = True
+    state[0], state[1], state[2], state[3], state[4], state[6] = last, v, q, noise, s, 1.0
+
+
+@numba.njit(cache=True, nogil=True)
+def _sides(price, bps, side, lo, hi, bid, ask):
+    """Clip the spread to ``[lo, hi]`` bps and put the last trade at its side of the quote."""
     for t in range(price.shape[0]):
-        p = price[t]
-        r = math.log(p / last) if last > 0 else 0.0
-        if r > 0:
-            side = 1.0
-        elif r < 0:
-            side = 0.0
-        var = decay * var + (1.0 - decay) * r * r
-        vol = decay * vol + (1.0 - decay) * volume[t]
-        noise = noise_a * noise + noise_b * eps[t]
-        # The same product as base·(var/var_ref)^(a_σ/2)·(vol_ref/vol)^a_q·L·e^noise,
-        # in logs: two logs and one exp per tick instead of two pows and an exp.
-        bps = base * liquidity[how[t]] * math.exp(
-            0.5 * a_sigma * (math.log(var) - log_var_ref)
-            + a_volume * (log_vol_ref - math.log(max(vol, 1e-12 * vol_ref)))
-            + noise
-        )
-        bps = min(max(bps, lo), hi)
-        # Width w with w / mid = bps: mid = p + (0.5 - side) * w.
-        w = bps * p / (1e4 - bps * (0.5 - side))
-        bid[t] = p - side * w
-        ask[t] = p + (1.0 - side) * w
-        last = p
-    state[0], state[1], state[2], state[3], state[4] = last, var, vol, noise, side
+        b = min(max(bps[t], lo), hi)
+        p, s = price[t], side[t]
+        # Width w with w / mid = b: mid = p + (0.5 - s) * w.
+        w = b * p / (1e4 - b * (0.5 - s))
+        bid[t] = p - s * w
+        ask[t] = p + (1.0 - s) * w
 
 
 class SpreadModel:
@@ -99,14 +129,16 @@ class SpreadModel:
         self._var_ref = float(params.regimes.stationary() @ ann**2) / SECONDS_PER_YEAR
         self._vol_ref = params.volume.mean_per_minute / 60.0
         season = week_profile(params.seasonality.hour_volume, params.seasonality.weekday_volume)
-        self._liquidity = (season / season.mean()) ** -sp.season_elasticity
+        self._log_liquidity = -sp.season_elasticity * np.log(season / season.mean())
         self._decay = 0.5 ** (1.0 / sp.halflife_s)
-        self._noise_a = math.exp(-1.0 / sp.noise_timescale_s)
+        self._noise_a = math.exp(-NOISE_STEP_S / sp.noise_timescale_s)
         self._noise_b = sp.noise_sd * math.sqrt(1.0 - self._noise_a**2)
         self._sp = sp
-        self._state = np.array(
-            [0.0, self._var_ref, self._vol_ref, sp.noise_sd * self._rng.standard_normal(), 0.5]
-        )
+        # log b − (α_σ/2)·log var_ref + α_q·log q_ref: the constant of the log spread.
+        self._log_base = (math.log(sp.base_bps) - 0.5 * sp.vol_elasticity * math.log(self._var_ref)
+                          + sp.volume_elasticity * math.log(self._vol_ref))
+        self._state = np.array([0.0, self._var_ref, self._vol_ref,
+                                sp.noise_sd * self._rng.standard_normal(), 0.5, -1.0, 0.0])
 
     def quotes(self, ts: np.ndarray, price: np.ndarray,
                volume: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -143,12 +175,24 @@ class SpreadModel:
             raise DataError("quotes: every price must be finite and > 0")
         if not np.all(np.isfinite(volume) & (volume >= 0)):
             raise DataError("quotes: every volume must be finite and >= 0")
-        how = hour_of_week(ts)
-        eps = self._rng.standard_normal(len(ts))
-        bid, ask = np.empty(len(ts)), np.empty(len(ts))
+        n = len(ts)
+        if n == 0:
+            return np.empty(0), np.empty(0)
+        logp = np.log(price)
+        # Noise steps begun in this call, from its first step on or the one after.
+        first, last = int(ts[0]) // NOISE_STEP_NS, int(ts[-1]) // NOISE_STEP_NS
+        fresh = first != self._state[5]
+        eps = self._rng.standard_normal(last - first + fresh)
+        self._state[5] = last
+        var, vol, side, x = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
         sp = self._sp
-        _quotes(price, volume, how, eps, self._state, self._decay, self._noise_a,
-                self._noise_b, self._var_ref, self._vol_ref, self._liquidity, sp.base_bps,
-                sp.vol_elasticity, sp.volume_elasticity, sp.min_bps * (1 + _INSIDE),
-                sp.max_bps * (1 - _INSIDE), bid, ask)
+        _states(ts, logp, volume, eps, fresh, self._state, self._decay, self._noise_a,
+                self._noise_b, self._log_liquidity, 1e-12 * self._vol_ref, var, vol, side, x)
+        # bps = exp(log_base + α_σ/2·log var − α_q·log q + shift), with numpy's SIMD log and exp.
+        x += self._log_base
+        x += 0.5 * sp.vol_elasticity * np.log(var, out=var)
+        x -= sp.volume_elasticity * np.log(vol, out=vol)
+        np.exp(x, out=x)
+        bid, ask = var, vol  # reused as outputs
+        _sides(price, x, side, sp.min_bps * (1 + _INSIDE), sp.max_bps * (1 - _INSIDE), bid, ask)
         return bid, ask

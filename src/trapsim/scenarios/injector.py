@@ -92,9 +92,9 @@ from trapsim.scenarios.traps import (
     TRAPS,
     Trap,
     add_bursts,
+    apply_overlay,
     draft,
     feasible,
-    numpy_exp,
     write_final,
 )
 
@@ -412,7 +412,7 @@ def _pop(state):
     state[CHOICE] = -1
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _run(tab, ts, price, logs, final, highs, lows, overlay, volume, upto, span_ns, lookback_ns,
          stream_start, earliest, state, arrivals, uniforms, exponentials, rows):
     """The loop of :meth:`TrapInjector.inject` over one buffer, from ``state`` (see
@@ -489,13 +489,12 @@ def _run(tab, ts, price, logs, final, highs, lows, overlay, volume, upto, span_n
     return DONE, filled
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _final(price, overlay):
-    """Final prices ``price * exp(overlay)`` (numpy's ``exp``, where ``overlay`` is not 0) and
-    their :func:`~trapsim.scenarios.contract.block_extremes`."""
-    final = price.copy()
-    moved = np.flatnonzero(overlay)
-    final[moved] = price[moved] * numpy_exp(overlay[moved])
+    """Final prices (:func:`~trapsim.scenarios.traps.apply_overlay`) and their
+    :func:`~trapsim.scenarios.contract.block_extremes`."""
+    final = np.empty(len(price))
+    apply_overlay(price, overlay, final)
     highs, lows = np.empty(len(final) // BLOCK), np.empty(len(final) // BLOCK)
     reblock(final, highs, lows, 0, len(final))
     return final, highs, lows

@@ -108,28 +108,35 @@ def _next_beyond(x, extremes, s, i, lo, level):
     return -1
 
 
-@numba.njit(cache=True)
-def numpy_exp(x):
-    """numpy's ``exp`` of ``x``, called from compiled code.
+@numba.njit(cache=True, nogil=True)
+def apply_overlay(price, overlay, out):
+    """Set ``out`` to the final prices ``price * exp(overlay)``, ``price`` itself where the
+    overlay is 0.
 
-    The stream's consumer computes the final price as ``price * np.exp(overlay)``;
-    the compiled ``exp`` differs from numpy's in the last bit for a few
-    percent of inputs, and the prices measured must be exactly the ones
-    emitted.
+    Every final price of a run, measured or emitted, comes from here, so the
+    prices a label is measured on are exactly the ones emitted.
     """
-    with numba.objmode(out="float64[:]"):
-        out = np.exp(x)
+    for i in range(len(price)):
+        x = overlay[i]
+        out[i] = price[i] * math.exp(x) if x != 0.0 else price[i]
+
+
+def final_prices(price: np.ndarray, overlay: np.ndarray) -> np.ndarray:
+    """Final prices of a base ``price`` under a log ``overlay`` (float64 arrays of one shape):
+    the prices a run emits."""
+    out = np.empty(len(price))
+    apply_overlay(np.ascontiguousarray(price, dtype=np.float64),
+                  np.ascontiguousarray(overlay, dtype=np.float64), out)
     return out
 
 
 @numba.njit(cache=True)
 def write_final(price, final, highs, lows, lo, overlay):
-    """Set the final price of ticks ``lo …`` to ``price * exp(overlay)`` (:func:`numpy_exp`),
+    """Set the final price of ticks ``lo …`` to ``price * exp(overlay)`` (:func:`apply_overlay`),
     keeping the block extremes ``highs`` and ``lows`` of ``final`` in step."""
-    growth = numpy_exp(overlay)
-    for i in range(len(growth)):
-        final[lo + i] = price[lo + i] * growth[i]
-    reblock(final, highs, lows, lo, lo + len(growth))
+    hi = lo + len(overlay)
+    apply_overlay(price[lo:hi], overlay, final[lo:hi])
+    reblock(final, highs, lows, lo, hi)
 
 
 @numba.njit(cache=True)

@@ -52,6 +52,9 @@ class RunConfig(FrozenModel):
     )
     hf_min_traps: int = Field(3, ge=1, description="Traps within hf_window that switch HF mode on.")
     hf_window: float = Field(300.0, gt=0, description="HF mode window, seconds.")
+    detect: bool = Field(
+        False, description="Run the trap detector live on the stream and score it as it goes."
+    )
     market: MarketParams | None = Field(
         None, description="Market parameters (synthetic runs); None for a replay."
     )

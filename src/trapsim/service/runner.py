@@ -22,13 +22,15 @@ from rich.text import Text
 from trapsim.core.hf import HFTracker
 from trapsim.core.schemas import TickBatch
 from trapsim.core.time import NS, iso
+from trapsim.detect.detector import TrapDetector
+from trapsim.detect.scoring import LiveScore
 from trapsim.market.ohlcv import CandleAggregator
 from trapsim.scenarios.injector import TRAP_TYPES
 from trapsim.service.config import RunConfig
 from trapsim.service.simulation import Simulation
 from trapsim.service.stats import RunStats
 from trapsim.store.base import Sink
-from trapsim.store.rundir import RunDir, RunDirSink
+from trapsim.store.rundir import RUN_STREAMS, RunDir, RunDirSink
 
 FLUSH_SECONDS = 2.0
 """Wall seconds between flushes of the run directory: the most a kill can lose."""
@@ -68,12 +70,16 @@ class Runner:
         self.run_id = run_id or uuid.uuid4().hex
         self.console = console
         self.sim = sim or Simulation(cfg)
-        rundir = RunDir.create(out)
+        rundir = RunDir.create(out, streams=RUN_STREAMS + (("detections",) if cfg.detect else ()))
         rundir.write_yaml("config.yaml", cfg.model_dump(mode="json"))
         self.sinks: list[Sink] = [RunDirSink(rundir), *extra_sinks]
         self.candles = CandleAggregator(cfg.symbol, "1m")
         self.hf = HFTracker(cfg.hf_min_traps, int(cfg.hf_window * NS))
         self.stats = RunStats(self.sim.regime_names, TRAP_TYPES)
+        # The live detector sees exactly the ticks the sinks get, never a label.
+        self.detector = TrapDetector() if cfg.detect else None
+        self.live_score = LiveScore(self.sim.start_ts) if cfg.detect else None
+        self.detection: dict | None = None  # the live score at the last report
         self.pending: deque[dict] = deque()
         self.stop_reason: str | None = None
         self.last_tick: TickBatch | None = None
@@ -90,6 +96,12 @@ class Runner:
         self.stats.add_ticks(ticks)
         for sink in self.sinks:
             sink.ticks(ticks)
+        if self.detector is not None:
+            rows = self.detector.feed(ticks.ts, ticks.price, ticks.volume)
+            if rows:
+                self.live_score.add_detections(rows)
+                for sink in self.sinks:
+                    sink.detections(rows)
         if candles.num_rows:
             self.stats.add_candles(candles["close"].to_numpy())
             for sink in self.sinks:
@@ -114,6 +126,8 @@ class Runner:
     def _write_labels(self, labels: list[dict], acts: list[dict]) -> None:
         if labels:
             self.stats.add_labels(labels)
+            if self.live_score is not None:
+                self.live_score.add_labels(labels)
             for sink in self.sinks:
                 sink.labels(labels)
         if acts:
@@ -127,9 +141,14 @@ class Runner:
             sink.statistics(report)
             sink.flush()
 
-    def _report(self) -> dict:
+    def _report(self, ended: bool = False) -> dict:
         report = self.stats.report()
         report["run_id"] = self.run_id
+        if self.live_score is not None and self.stats.last_ts is not None:
+            self.detection = self.live_score.report(
+                self.stats.last_ts, pending=(lb["start_ts"] for lb in self.pending), ended=ended
+            )
+            report["detection"] = self.detection
         wall = time.monotonic() - self.t_start
         report["stopped_by"] = self.stop_reason
         report["wall_seconds"] = wall
@@ -235,10 +254,15 @@ class Runner:
         regime = t.regime_names[int(t.regime[0])]
         hf = "[bold red]HF ON[/]" if self.hf.active else "HF off"
         total = sum(self.stats.traps.values())
-        return Text.from_markup(
+        status = (
             f"[bold]{iso(int(t.ts[0]))}[/]  {t.symbol} [bold]{t.price[0]:,.2f}[/]"
             f"  bid {t.bid[0]:,.2f} ask {t.ask[0]:,.2f}  {regime}  traps {total}  {hf}"
         )
+        if self.detection is not None:
+            d = self.detection
+            status += f"  detected {d['detections']}  P {_rate(d['precision'])}" \
+                      f" R {_rate(d['recall'])}"
+        return Text.from_markup(status)
 
     def _finish(self) -> dict:
         self._write_labels([], self.hf.close())
@@ -248,7 +272,7 @@ class Runner:
             for sink in self.sinks:
                 sink.candles(last)
         self.stop_reason = self.stop_reason or "end"
-        report = self._report()
+        report = self._report(ended=self.stop_reason == "end")
         # Every sink gets its close (sim_running=0, run row ended) even if one fails.
         errors = []
         for sink in self.sinks:
@@ -259,6 +283,10 @@ class Runner:
         if errors:
             raise errors[0]
         return report
+
+
+def _rate(x: float | None) -> str:
+    return "–" if x is None else f"{x:.2f}"
 
 
 def execute(
@@ -319,5 +347,24 @@ def print_report(report: dict, console: Console) -> None:
     rets.add_column("value", justify="right")
     for key, value in report["returns_1m"].items():
         rets.add_row(key, f"{value:.6g}" if isinstance(value, float) else str(value))
-    for table in (head, traps, regimes, rets):
+    tables = [head, traps, regimes, rets]
+    if report.get("detection"):
+        tables.append(_detection_table(report["detection"]))
+    for table in tables:
         console.print(table)
+
+
+def _detection_table(d: dict):
+    """The live detector's score (a report's ``detection``) as a table."""
+    from rich.table import Table
+
+    table = Table(title=f"live detector, scored as of {d['as_of']}")
+    for name in ("type", "labels", "detections", "matched", "precision", "recall", "F1"):
+        table.add_column(name, justify="left" if name == "type" else "right")
+    rows = [*d["per_type"].items(), ("all", d)]
+    for name, r in rows:
+        table.add_row(name, str(r["labels"]), str(r["detections"]), str(r["matched"]),
+                      _rate(r["precision"]), _rate(r["recall"]), _rate(r["f1"]))
+    m = d["macro"]
+    table.add_row("macro", "", "", "", _rate(m["precision"]), _rate(m["recall"]), _rate(m["f1"]))
+    return table

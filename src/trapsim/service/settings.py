@@ -40,7 +40,9 @@ ENV_PREFIX = "TRAPSIM_"
 SETTINGS_FILE_VAR = "TRAPSIM_SETTINGS_FILE"
 """Environment variable naming the settings file when ``--settings`` is not given."""
 
-RUN_OPTIONS = ("duration", "volatility", "frequency", "sleep", "seed", "start", "replay", "params")
+RUN_OPTIONS = (
+    "duration", "volatility", "frequency", "sleep", "seed", "start", "replay", "params", "detect"
+)
 """Settings that describe the simulation; they end up in the run's ``config.yaml``."""
 
 FLAGS = {"redis_url": "--redis", "db_url": "--db"}
@@ -80,6 +82,7 @@ class Settings(FrozenModel):
     start: str | None = Field(None, description="Market start, ISO 8601 UTC.")
     replay: Path | None = Field(None, description="1-minute candle file to replay.")
     params: Path | None = Field(None, description="Market parameters YAML.")
+    detect: bool | None = Field(None, description="Run the trap detector live.")
 
     redis_url: str | None = Field(None, description="Redis server to publish to.")
     # Empty would make --redis-clear delete every key of the database.
@@ -89,7 +92,7 @@ class Settings(FrozenModel):
         None, ge=1, description="Ticks kept per price_history:<day> list."
     )
     redis_list_cap: int | None = Field(
-        None, ge=1, description="Entries kept in trap_history and hf_activations."
+        None, ge=1, description="Entries kept in trap_history, hf_activations and detections."
     )
     redis_day_ttl: int | None = Field(
         None, ge=1, description="Expiry of a day list after its last write, seconds."

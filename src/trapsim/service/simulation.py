@@ -7,10 +7,12 @@ ticks bit for bit: live mode is batch mode sliced by a clock (DESIGN.md §1).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
+from trapsim.core.allocator import keep_freed_blocks
 from trapsim.core.schemas import TickBatch
 from trapsim.core.time import NS
 from trapsim.market.base import BaseChunk, Market
@@ -18,10 +20,11 @@ from trapsim.market.params import DEFAULT_PARAMS
 from trapsim.market.process import SyntheticMarket
 from trapsim.market.spread import SpreadModel
 from trapsim.scenarios.injector import TrapInjector
+from trapsim.scenarios.traps import final_prices
 from trapsim.service.config import RunConfig
 
-CHUNK = 21_600
-"""Ticks generated per step (6 h of market time); fixed so output never depends on pacing."""
+CHUNK = 43_200
+"""Ticks generated per step (12 h of market time); fixed so output never depends on pacing."""
 
 
 @dataclass(slots=True)
@@ -45,6 +48,11 @@ class _Buffer:
         self.overlay = np.concatenate([self.overlay, np.zeros(len(chunk))])
         self.volume = np.concatenate([self.volume, chunk.volume])
         self.regime = np.concatenate([self.regime, chunk.regime])
+
+    def slice(self, lo: int, hi: int) -> tuple[np.ndarray, ...]:
+        """Copies of ticks ``lo:hi``: times, final prices, volumes and regimes."""
+        return (self.ts[lo:hi].copy(), final_prices(self.price[lo:hi], self.overlay[lo:hi]),
+                self.volume[lo:hi].copy(), self.regime[lo:hi].copy())
 
     def drop_before(self, i: int) -> None:
         for name in ("ts", "price", "overlay", "volume", "regime"):
@@ -84,6 +92,7 @@ class Simulation:
     """
 
     def __init__(self, cfg: RunConfig) -> None:
+        keep_freed_blocks()  # the two-thread pipeline's arrays, see trapsim.core.allocator
         self.cfg = cfg
         self.symbol = cfg.symbol
         self.market = open_market(cfg)
@@ -114,34 +123,48 @@ class Simulation:
         lookback = self.injector.lookback_ns
         span = self.injector.max_span_ns
         limit = self._limit
-        produced = 0
         released = self.start_ts  # ticks before this time have been yielded
-        done = False
-        while not done:
-            want = CHUNK if limit is None else min(CHUNK, limit - produced)
-            chunk = self.market.next_chunk(want) if want > 0 else None
-            if chunk is not None and len(chunk):
-                buf.extend(chunk)
-                produced += len(chunk)
-            done = chunk is None or len(chunk) < CHUNK or produced == limit
-            if not len(buf.ts):
-                return
-            upto = int(buf.ts[-1]) + NS if done else int(buf.ts[-1]) - span
-            labels = self.injector.inject(buf.ts, buf.price, buf.overlay, buf.volume, upto)
-            lo = int(np.searchsorted(buf.ts, released))
-            cut = upto if self.end_ts is None else min(upto, self.end_ts)
-            hi = int(np.searchsorted(buf.ts, cut))
-            if hi > lo or labels:
-                yield self._final(buf, lo, hi), labels
-            released = max(released, upto)
-            # Keep the injector's look-back; released ticks before it are gone for good.
-            buf.drop_before(min(int(np.searchsorted(buf.ts, upto - lookback)), hi))
+        # The base market and the quotes depend only on their own state, so one
+        # worker thread makes the next base chunk, then quotes the step just
+        # injected, while this thread injects (the kernels release the GIL). A
+        # step is yielded once the next one is injected; the ticks are the same.
+        with ThreadPoolExecutor(1, thread_name_prefix="trapsim-market") as worker:
+            pending = self._pull(worker, 0)
+            quoting = None  # the step being quoted
+            produced = 0
+            done = False
+            while not done:
+                chunk = pending.result() if pending is not None else None
+                if chunk is not None and len(chunk):
+                    buf.extend(chunk)
+                    produced += len(chunk)
+                done = chunk is None or len(chunk) < CHUNK or produced == limit
+                pending = None if done else self._pull(worker, produced)
+                if not len(buf.ts):
+                    break
+                upto = int(buf.ts[-1]) + NS if done else int(buf.ts[-1]) - span
+                labels = self.injector.inject(buf.ts, buf.price, buf.overlay, buf.volume, upto)
+                lo = int(np.searchsorted(buf.ts, released))
+                cut = upto if self.end_ts is None else min(upto, self.end_ts)
+                hi = int(np.searchsorted(buf.ts, cut))
+                if quoting is not None:
+                    yield quoting.result()
+                    quoting = None
+                if hi > lo or labels:
+                    quoting = worker.submit(self._final, *buf.slice(lo, hi), labels)
+                released = max(released, upto)
+                # Keep the injector's look-back; released ticks before it are gone for good.
+                buf.drop_before(min(int(np.searchsorted(buf.ts, upto - lookback)), hi))
+            if quoting is not None:
+                yield quoting.result()
 
-    def _final(self, buf: _Buffer, lo: int, hi: int) -> TickBatch:
-        ts = buf.ts[lo:hi].copy()
-        price = buf.price[lo:hi] * np.exp(buf.overlay[lo:hi])
-        volume = buf.volume[lo:hi].copy()
+    def _pull(self, worker: ThreadPoolExecutor, produced: int) -> Future | None:
+        """Start making the next base chunk after ``produced`` ticks; None past the limit."""
+        want = CHUNK if self._limit is None else min(CHUNK, self._limit - produced)
+        return worker.submit(self.market.next_chunk, want) if want > 0 else None
+
+    def _final(self, ts: np.ndarray, price: np.ndarray, volume: np.ndarray,
+               regime: np.ndarray, labels: list[dict]) -> tuple[TickBatch, list[dict]]:
         bid, ask = self.spread.quotes(ts, price, volume)
-        return TickBatch(
-            self.symbol, ts, price, bid, ask, volume, buf.regime[lo:hi].copy(), self.regime_names
-        )
+        return TickBatch(self.symbol, ts, price, bid, ask, volume, regime,
+                         self.regime_names), labels

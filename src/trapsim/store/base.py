@@ -2,7 +2,8 @@
 
 A sink receives, in market-time order, the ticks released by the run loop, the
 1-minute candles they complete, the trap labels at the tick their trap completes
-(``end_ts``), HF activations when they end, and statistics snapshots. Paced runs
+(``end_ts``), HF activations when they end, the live detector's detections (a
+run with ``--detect``) at the tick that completes them, and statistics snapshots. Paced runs
 call it with small slices (often one tick), flat-out runs with large batches; a
 sink batches its own writes accordingly (DESIGN.md §6.3, after cryptofeed's
 queued backends).
@@ -36,6 +37,10 @@ class Sink(Protocol):
 
     def hf_switched_on(self, ts: int, trap_count: int) -> None:
         """HF mode switched on at ``ts`` (the activation's record follows when it ends)."""
+
+    def detections(self, rows: list[dict]) -> None:
+        """Detections (:data:`trapsim.core.schemas.DETECTIONS` columns, int ns times,
+        ``features`` JSON text) at the tick that completes them."""
 
     def statistics(self, report: dict) -> None:
         """A snapshot of the run's statistics report (periodic and final)."""

@@ -13,6 +13,8 @@ key                               type    content
 ``sim_running``                   string  ``1`` from construction, ``0`` once closed (any stop)
 ``sim_trap_history``              list    one JSON label per trap, newest first
 ``sim_hf_activations``            list    one JSON object per ended HF activation, newest first
+``sim_detections``                list    one JSON detection of the live detector, newest first
+                                          (runs with ``--detect``)
 ``sim_statistics``                hash    the statistics report, nested keys joined by dots
                                           (``traps.per_type.stop_hunt`` → ``4``), replaced
                                           at every snapshot; ``null`` is the empty string
@@ -26,6 +28,8 @@ JSON shapes (compact, times ISO 8601 UTC with ``Z``)::
     sim_trap_history       {"id", "kind", "type", "symbol", "direction", "start_ts",
                             "peak_ts", "end_ts", "magnitude", "params": {…}}   (the label row)
     sim_hf_activations     {"start_ts", "end_ts", "trap_count", "types": [trap type, …]}
+    sim_detections         {"detected_at", "trap_type", "direction", "start", "confidence",
+                            "features": {…}}                   (the DETECTIONS row)
     sim_price_history:…    {"ts", "price", "volume"}
 
 Channel ``sim_events`` carries, the moment each happens (at the tick it
@@ -34,9 +38,10 @@ happens in a paced run), one JSON message per event::
     {"event": "trap", …the label row…}               a trap completed (its end_ts)
     {"event": "hf_on", "ts", "trap_count"}           HF mode switched on
     {"event": "hf_activation", …the activation…}     an HF activation ended
+    {"event": "detection", …the detection…}          the live detector flagged a trap
 
 Caps and expiry
-    ``sim_trap_history`` and ``sim_hf_activations`` keep their newest
+    ``sim_trap_history``, ``sim_hf_activations`` and ``sim_detections`` keep their newest
     ``list_cap`` entries; each day list keeps its day's newest ``history_cap``
     ticks and expires ``day_ttl_s`` wall seconds after its last write (as does
     the bookkeeping key). Every list is trimmed in the same transaction that
@@ -46,10 +51,12 @@ Memory bound
     Redis's own accounting (``MEMORY USAGE``) of the entries, list encoding
     and allocator rounding included: a tick ≤ 100 B (≈ 85 B of JSON; 96 B on
     average measured), a trap ≤ 600 B (460 B average), an HF activation
-    ≤ 500 B (a 25-trap one; 175 B average), the statistics hash ≈ 4 KB, the
-    other keys < 1 KB. A run holds at most::
+    ≤ 500 B (a 25-trap one; 175 B average), a detection ≤ 800 B (≈ 600 B of
+    JSON), the statistics hash ≈ 4 KB (5 KB with the live score), the other
+    keys < 1 KB. A run holds at most::
 
         D × history_cap × 100 B  +  list_cap × 1.1 KB  +  5 KB
+        (+ list_cap × 0.8 KB + 1 KB with --detect)
 
     where ``D`` is the number of day lists alive: the run's market days, and
     at most the market days written in the last ``day_ttl_s`` wall seconds
@@ -199,6 +206,7 @@ class _Keys:
         self.running = f"{prefix}running"
         self.traps = f"{prefix}trap_history"
         self.hf = f"{prefix}hf_activations"
+        self.detections = f"{prefix}detections"
         self.stats = f"{prefix}statistics"
         self.events = f"{prefix}events"
         self.seq = f"{prefix}sink_seq:{run_id}"
@@ -275,11 +283,12 @@ class _RedisBackend:
         ticks = [item for item in items if item[0] == "ticks"]
         if ticks:
             cmds += self._ticks(ticks)
-        pushed: dict[str, list[str]] = {k.traps: [], k.hf: []}
+        lists = {"trap": k.traps, "hf": k.hf, "detection": k.detections}
+        pushed: dict[str, list[str]] = {key: [] for key in lists.values()}
         for item in items:
             tag = item[0]
-            if tag == "trap" or tag == "hf":
-                pushed[k.traps if tag == "trap" else k.hf].append(item[1])
+            if tag in lists:
+                pushed[lists[tag]].append(item[1])
                 cmds.append(_resp("PUBLISH", k.events, item[2]))
             elif tag == "hf_on":
                 cmds.append(_resp("PUBLISH", k.events, item[1]))
@@ -366,7 +375,8 @@ class RedisSink:
     history_cap : int
         Ticks kept per ``price_history:<day>`` list (the newest).
     list_cap : int
-        Entries kept in ``trap_history`` and ``hf_activations`` (the newest).
+        Entries kept in ``trap_history``, ``hf_activations`` and ``detections`` (the
+        newest).
     day_ttl_s : int
         Expiry of a day list after its last write, seconds.
     clear : bool
@@ -489,6 +499,17 @@ class RedisSink:
         """Queue an ``hf_on`` event."""
         event = {"event": "hf_on", "ts": iso(ts), "trap_count": int(trap_count)}
         self._writer.put(("hf_on", _json(event)))
+
+    def detections(self, rows: list[dict]) -> None:
+        """Queue each detection for its list and the ``events`` channel."""
+        for det in rows:
+            row = {
+                **det,
+                "detected_at": iso(det["detected_at"]),
+                "start": iso(det["start"]),
+                "features": json.loads(det["features"]),
+            }
+            self._writer.put(("detection", _json(row), _json({"event": "detection", **row})))
 
     def statistics(self, report: dict) -> None:
         """Queue the report for ``statistics`` (a newer snapshot replaces one not yet written)."""

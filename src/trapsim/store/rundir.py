@@ -3,6 +3,7 @@
 Layout of a closed run::
 
     <run>/ticks.parquet  labels.parquet  hf_activations.parquet  candles_1m.parquet
+    <run>/detections.parquet                  (a run with the live detector)
     <run>/config.yaml  stats.json  …          (write_json / write_yaml)
 
 While the run is open, rows are buffered in memory per stream and every flush
@@ -38,8 +39,8 @@ Compaction
     :meth:`RunDir.close` streams each stream's parts (row group by row group,
     so memory stays bounded) and its buffered rows into ``<stream>.parquet``
     (temp, fsync, replace), then deletes the parts and finally ``.parts``.
-    Every stream file exists after close, zero rows with its schema if nothing
-    was appended.
+    Every stream the directory was created with exists after close, zero rows
+    with its schema if nothing was appended.
 
 Files are Parquet 2.6 with zstd compression, dictionary encoding for
 low-cardinality string columns (symbol, regime, …) and delta encoding for
@@ -65,15 +66,26 @@ import pyarrow.parquet as pq
 import yaml
 
 from trapsim.core.errors import ConfigError, DataError, SinkError
-from trapsim.core.schemas import CANDLES, HF_ACTIVATIONS, LABELS, TICKS, TS
+from trapsim.core.schemas import (
+    CANDLES,
+    DETECTIONS,
+    HF_ACTIVATIONS,
+    LABELS,
+    TICKS,
+    TS,
+    detections_table,
+)
 
 STREAM_SCHEMAS: dict[str, pa.Schema] = {
     "ticks": TICKS,
     "labels": LABELS,
     "hf_activations": HF_ACTIVATIONS,
     "candles_1m": CANDLES,
+    "detections": DETECTIONS,
 }
-"""Every stream a run directory holds, name → Arrow schema its tables must have."""
+"""Every stream a run directory can hold, name → Arrow schema its tables must have."""
+RUN_STREAMS = ("ticks", "labels", "hf_activations", "candles_1m")
+"""The streams of every run; ``detections`` is added when the detector runs live."""
 
 FLUSH_ROWS = 2**18
 """Default buffered rows of one stream that trigger its automatic flush."""
@@ -196,13 +208,13 @@ class RunDir:
     See the module docstring for the layout, crash guarantees and merge policy.
     """
 
-    def __init__(self, path: Path, flush_rows: int, merge_fanout: int) -> None:
+    def __init__(self, path: Path, flush_rows: int, merge_fanout: int,
+                 streams: Iterable[str]) -> None:
         self._path = path
         self._flush_rows = flush_rows
         self._fanout = merge_fanout
         self._streams = {
-            name: _Stream(name, schema, path / PARTS_DIR / name)
-            for name, schema in STREAM_SCHEMAS.items()
+            name: _Stream(name, STREAM_SCHEMAS[name], path / PARTS_DIR / name) for name in streams
         }
         self._closed = False
 
@@ -213,6 +225,7 @@ class RunDir:
         *,
         flush_rows: int = FLUSH_ROWS,
         merge_fanout: int = MERGE_FANOUT,
+        streams: Iterable[str] = RUN_STREAMS,
     ) -> RunDir:
         """Create a new run directory (and missing parents) and open it.
 
@@ -220,6 +233,8 @@ class RunDir:
         ----------
         path : str or os.PathLike
             Directory to create; may exist only if empty.
+        streams : iterable of str
+            The streams it holds, keys of :data:`STREAM_SCHEMAS`.
         flush_rows : int
             A stream is flushed as soon as it buffers this many rows; parts of
             at least this many rows are never merged.
@@ -232,18 +247,22 @@ class RunDir:
             If ``path`` exists and is not an empty directory (a previous run
             is never overwritten), or it cannot be created.
         ConfigError
-            If ``flush_rows < 1`` or ``merge_fanout < 2``.
+            If ``flush_rows < 1``, ``merge_fanout < 2`` or a stream is unknown.
         """
         if flush_rows < 1 or merge_fanout < 2:
             raise ConfigError(
                 f"need flush_rows >= 1 and merge_fanout >= 2, got {flush_rows}, {merge_fanout}"
             )
+        streams = tuple(streams)
+        unknown = sorted(set(streams) - set(STREAM_SCHEMAS))
+        if unknown:
+            raise ConfigError(f"unknown run directory streams {unknown}")
         p = Path(path)
         try:
             if p.exists() and (not p.is_dir() or any(p.iterdir())):
                 raise SinkError(f"run directory {p} already exists and is not empty")
             p.mkdir(parents=True, exist_ok=True)
-            run = cls(p, flush_rows, merge_fanout)
+            run = cls(p, flush_rows, merge_fanout, streams)
             for stream in run._streams.values():
                 stream.dir.mkdir(parents=True)
             _fsync_path(p)
@@ -528,6 +547,9 @@ class RunDirSink:
 
     def hf_switched_on(self, ts: int, trap_count: int) -> None:
         """Nothing to write: the activation's row is written when it ends."""
+
+    def detections(self, rows: list[dict]) -> None:
+        self.rundir.append("detections", detections_table(rows))
 
     def statistics(self, report: dict) -> None:
         self.rundir.write_json("stats.json", report)

@@ -1,4 +1,5 @@
-"""The SQL sink: runs, trap labels, HF activations, statistics snapshots and 1-minute candles.
+"""The SQL sink: runs, trap labels, HF activations, detections, statistics snapshots and 1-minute
+candles.
 
 One SQLAlchemy Core schema, identical on SQLite and PostgreSQL (psycopg 3, URL
 ``postgresql+psycopg://user@host/db``), created on first use::
@@ -7,6 +8,8 @@ One SQLAlchemy Core schema, identical on SQLite and PostgreSQL (psycopg 3, URL
     labels          run_id, id (PK together), kind, type, symbol, direction,
                     start_ts, peak_ts, end_ts, magnitude, params (JSON)
     hf_activations  run_id, start_ts (PK together), end_ts, trap_count, types (JSON list)
+    detections      run_id, seq (PK together), detected_at, trap_type, direction, start,
+                    confidence, features (JSON)       (runs with --detect; seq from 1)
     statistics      run_id, seq (PK together), taken_at, market_ts, report (JSON)
     candles         run_id, symbol, interval, ts (PK together), open, high, low, close, volume
 
@@ -100,6 +103,18 @@ hf_activations = sa.Table(
     sa.Column("trap_count", sa.Integer, nullable=False),
     sa.Column("types", sa.JSON, nullable=False),
 )
+detections = sa.Table(
+    "detections",
+    metadata,
+    _run_fk(),
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("detected_at", sa.BigInteger, nullable=False),
+    sa.Column("trap_type", sa.String, nullable=False),
+    sa.Column("direction", sa.String, nullable=False),
+    sa.Column("start", sa.BigInteger, nullable=False),
+    sa.Column("confidence", sa.Double, nullable=False),
+    sa.Column("features", sa.JSON, nullable=False),
+)
 statistics = sa.Table(
     "statistics",
     metadata,
@@ -121,7 +136,7 @@ candles = sa.Table(
 )
 
 # Insert order within a transaction: the run's row before the rows referencing it.
-_TABLES = (runs, candles, labels, hf_activations, statistics)
+_TABLES = (runs, candles, labels, hf_activations, detections, statistics)
 # The candles table's columns after run_id, named as in the CANDLES schema.
 _CANDLE_COLUMNS = tuple(c.name for c in candles.columns)[1:]
 _DIALECT_INSERT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
@@ -205,7 +220,8 @@ class _SqlBackend:
 
 
 class SqlSink:
-    """Runs, labels, HF activations, statistics and 1-minute candles in SQL, as a Sink.
+    """Runs, labels, HF activations, detections, statistics and 1-minute candles in SQL, as a
+    Sink.
 
     See the module docstring for the schema and the write guarantees.
 
@@ -249,6 +265,7 @@ class SqlSink:
     ) -> None:
         self.run_id = run_id
         self._market_ts: int | None = None
+        self._detections = 0
         self._snapshots = 0
         self._last_snapshot = -float("inf")
         self._writer = ResilientWriter(
@@ -295,6 +312,16 @@ class SqlSink:
 
     def hf_switched_on(self, ts: int, trap_count: int) -> None:
         """Nothing to write: the activation's row is written when it ends."""
+
+    def detections(self, rows: list[dict]) -> None:
+        """Queue the live detector's detections, numbered in order from 1."""
+        seq = range(self._detections + 1, self._detections + 1 + len(rows))
+        self._detections += len(rows)
+        rows = _tuples(detections, [
+            {"run_id": self.run_id, "seq": i, **d, "features": json.loads(d["features"])}
+            for i, d in zip(seq, rows, strict=True)
+        ])
+        self._writer.put(("detections", rows), weight=len(rows))
 
     def statistics(self, report: dict) -> None:
         """Queue a snapshot, unless one was queued less than :data:`SNAPSHOT_EVERY_S` ago."""
