@@ -594,6 +594,24 @@ class TrapInjector:
             else:
                 self._ahead.append(nxt)
 
+    def prime(self) -> None:
+        """Draw the first blocks of random numbers now, as the first trap try would.
+
+        A caller with time to spare (while its base market is being made) saves
+        the first :meth:`inject` the draws; the output is the same either way.
+        Does nothing after the first draws.
+        """
+        if len(self._uniforms) or len(self._exponentials) or self.frequency == 0:
+            return
+        tab = self._tables
+        # The first try's need in _run, on 1-second ticks: every family member's every
+        # burst over the ticks of the longest span.
+        reach = self.max_span_ns // NS + 1
+        self._uniforms = self._refill(self._uniforms, 0, 1, self._rng.random)
+        self._exponentials = self._refill(
+            self._exponentials, 0, tab.family.shape[1] * tab.bursts.shape[1] * reach,
+            self._rng.standard_exponential)
+
     @staticmethod
     def _refill(buffer: np.ndarray, used: int, need: int, draw) -> np.ndarray:
         """``buffer`` without its first ``used`` draws, topped up by ``draw(out=…)`` to at least

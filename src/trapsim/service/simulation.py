@@ -23,8 +23,8 @@ from trapsim.scenarios.injector import TrapInjector
 from trapsim.scenarios.traps import final_prices
 from trapsim.service.config import RunConfig
 
-CHUNK = 43_200
-"""Ticks generated per step (12 h of market time); fixed so output never depends on pacing."""
+CHUNK = 36_000
+"""Ticks generated per step (10 h of market time); fixed so output never depends on pacing."""
 
 
 @dataclass(slots=True)
@@ -130,6 +130,7 @@ class Simulation:
         # step is yielded once the next one is injected; the ticks are the same.
         with ThreadPoolExecutor(1, thread_name_prefix="trapsim-market") as worker:
             pending = self._pull(worker, 0)
+            self.injector.prime()  # while the first chunk is made
             quoting = None  # the step being quoted
             produced = 0
             done = False
