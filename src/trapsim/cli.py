@@ -356,6 +356,28 @@ def realism(
         raise typer.Exit(1)
 
 
+@app.command()
+def replay(
+    recording: Annotated[
+        Path, typer.Argument(help="Recorded Binance stream: '<time ns> <JSON>' lines, .gz or not.")
+    ],
+    speed: Annotated[
+        str, typer.Option(help="Replay pace: a factor on the recorded times (1, 10, …) or 'max'.")
+    ] = "1",
+) -> None:
+    """Serve a recorded Binance spot stream from a local venue and consume it with the adapter.
+
+    The venue speaks Binance's protocol on 127.0.0.1 (combined websocket stream,
+    REST depth snapshot); the adapter builds the local order book from snapshot
+    plus diffs as against Binance. Prints what came through and checks the book
+    against the venue's best quotes at every update; exit 1 if they ever differ.
+    """
+    from trapsim.service.venue_replay import parse_speed, replay_recording
+
+    if not replay_recording(recording, parse_speed(speed), out_console):
+        raise typer.Exit(1)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors print one line and exit 2."""
     try:
