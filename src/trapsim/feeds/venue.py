@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 import pyarrow as pa
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from trapsim.core.errors import DataError
@@ -120,5 +121,8 @@ class RecordedVenue:
                         return
                     except TimeoutError:
                         pass
-            await ws.send(body, text=True)
+            try:
+                await ws.send(body, text=True)
+            except ConnectionClosed:
+                return  # the client left or the venue stopped
         await ws.close()
