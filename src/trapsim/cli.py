@@ -70,6 +70,16 @@ def run(
     params: Annotated[
         Path | None, typer.Option(help="Market parameters YAML written by `trapsim calibrate`.")
     ] = None,
+    depth_every: Annotated[
+        float | None,
+        typer.Option(
+            metavar="SECONDS",
+            help="Market seconds between L2 depth snapshots (default 10); 0 writes none.",
+        ),
+    ] = None,
+    depth_levels: Annotated[
+        int | None, typer.Option(metavar="N", help="L2 depth levels per side (default 10).")
+    ] = None,
     detect: Annotated[
         bool | None,
         typer.Option(
@@ -186,8 +196,8 @@ def run(
     """Simulate BTC-USD ticks with labelled traps into a run directory (and Redis, SQL).
 
     Writes ticks.parquet, labels.parquet, hf_activations.parquet,
-    candles_1m.parquet, stats.json and config.yaml (and detections.parquet
-    with --detect). Ctrl-C or SIGTERM stops
+    candles_1m.parquet, depth.parquet (L2 snapshots), stats.json and config.yaml
+    (and detections.parquet with --detect). Ctrl-C or SIGTERM stops
     cleanly: everything is flushed and the report printed.
 
     Every option except --config, --out and --settings can also come from a
@@ -210,6 +220,8 @@ def run(
             "start": start,
             "replay": replay,
             "params": params,
+            "depth_every": depth_every,
+            "depth_levels": depth_levels,
             "detect": detect,
             "redis_url": redis,
             "redis_prefix": redis_prefix,

@@ -20,8 +20,8 @@ STREAMS = ("ticks", "labels", "hf_activations", "candles_1m")
 
 
 def tables(run):
-    names = (*STREAMS, "detections") if (run / "detections.parquet").exists() else STREAMS
-    return {s: read_stream(run, s) for s in names}
+    extra = tuple(s for s in ("depth", "detections") if (run / f"{s}.parquet").exists())
+    return {s: read_stream(run, s) for s in (*STREAMS, *extra)}
 
 
 def test_paced_equals_flat_out_bit_for_bit(tmp_path):
@@ -34,7 +34,8 @@ def test_paced_equals_flat_out_bit_for_bit(tmp_path):
     a, b = tables(tmp_path / "flat"), tables(tmp_path / "paced")
     assert a["ticks"].num_rows == 7 * 3600
     assert a["labels"].num_rows > 0
-    for s in (*STREAMS, "detections"):
+    assert set(a) == {*STREAMS, "depth", "detections"}
+    for s in a:
         assert a[s].equals(b[s]), s
         assert (tmp_path / "flat" / f"{s}.parquet").read_bytes() == (
             tmp_path / "paced" / f"{s}.parquet"
@@ -63,6 +64,8 @@ def test_run_directory_contents_and_report(tmp_path):
     for name in ("ticks", "labels", "hf_activations", "candles_1m"):
         assert (tmp_path / "r" / f"{name}.parquet").is_file()
     assert not (tmp_path / "r" / "detections.parquet").exists()  # no --detect
+    depth = read_stream(tmp_path / "r", "depth")
+    assert depth.num_rows == 3600 // 10 * 20  # a snapshot every 10 s, 10 levels a side
     ticks = pq.read_table(tmp_path / "r" / "ticks.parquet")
     assert str(ticks.schema.field("ts").type) == "timestamp[ns, tz=UTC]"
     assert ticks.column_names == ["ts", "symbol", "price", "bid", "ask", "volume", "regime"]
@@ -74,6 +77,17 @@ def test_run_directory_contents_and_report(tmp_path):
     assert abs(sum(stats["regime_share"].values()) - 1) < 1e-9
     assert "traps" in res.stdout and "regime" in res.stdout
     assert "detection" not in stats
+
+
+def test_depth_snapshots_can_be_turned_off_or_resized(tmp_path):
+    res = trapsim("run", "--duration", 0.5, "--sleep", 0, "--seed", 3, "--depth-every", 0,
+                  "--out", tmp_path / "off")
+    assert res.returncode == 0, res.stderr
+    assert not (tmp_path / "off" / "depth.parquet").exists()
+    res = trapsim("run", "--duration", 0.5, "--sleep", 0, "--seed", 3, "--depth-every", 60,
+                  "--depth-levels", 25, "--out", tmp_path / "big")
+    assert res.returncode == 0, res.stderr
+    assert read_stream(tmp_path / "big", "depth").num_rows == 1800 // 60 * 50
 
 
 def test_live_detector_gives_the_batch_detectors_rows_and_scores_them(tmp_path):
@@ -112,6 +126,8 @@ def test_live_detector_gives_the_batch_detectors_rows_and_scores_them(tmp_path):
         (["--params", "missing.yaml"], "missing.yaml"),
         (["--config", "missing.yaml"], "missing.yaml"),
         (["--replay", "missing.csv"], "missing.csv"),
+        (["--depth-every", -10], "--depth-every"),
+        (["--depth-levels", 0], "--depth-levels"),
     ],
 )
 def test_bad_options_exit_2_with_one_line(tmp_path, args, needle):

@@ -269,6 +269,14 @@ def test_run_end_to_end_matches_the_run_directory(tmp_path, redis_url, rclient, 
     assert got == detections
     stored = [json.loads(x) for x in rclient.lrange(prefix + "detections", 0, -1)]
     assert stored == detections[::-1]
+    depth = stream_rows(run, "depth")
+    newest = [r for r in depth if r["ts"] == depth[-1]["ts"]]
+    book = json.loads(rclient.get(prefix + "orderbook_btc"))
+    assert book == {
+        "ts": iso(depth[-1]["ts"]),
+        "bids": [[r["price"], r["qty"]] for r in newest if r["side"] == "bid"],
+        "asks": [[r["price"], r["qty"]] for r in newest if r["side"] == "ask"],
+    }
     history = [json.loads(x) for x in rclient.lrange(prefix + "trap_history", 0, -1)]
     assert history == labels[::-1]
     assert [json.loads(x) for x in rclient.lrange(prefix + "hf_activations", 0, -1)] == acts[::-1]

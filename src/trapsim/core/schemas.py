@@ -67,6 +67,19 @@ DETECTIONS = pa.schema(
 """Detector output (TRAPS.md): ``detected_at`` is the last tick seen when the row was
 emitted; ``start`` the detected fake move's first tick; ``features`` a JSON object."""
 
+DEPTH = pa.schema(
+    [
+        ("ts", TS),
+        ("symbol", pa.string()),
+        ("side", pa.string()),
+        ("level", pa.int16()),
+        ("price", pa.float64()),
+        ("qty", pa.float64()),
+    ]
+)
+"""L2 depth snapshots, long format: per snapshot time, ``side`` ``bid`` or ``ask``, ``level``
+0 = best; ``price`` in quote currency, ``qty`` resting base units."""
+
 HF_ACTIVATIONS = pa.schema(
     [
         ("start_ts", TS),

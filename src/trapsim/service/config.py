@@ -52,6 +52,10 @@ class RunConfig(FrozenModel):
     )
     hf_min_traps: int = Field(3, ge=1, description="Traps within hf_window that switch HF mode on.")
     hf_window: float = Field(300.0, gt=0, description="HF mode window, seconds.")
+    depth_every: float = Field(
+        10.0, ge=0.0, description="Market seconds between L2 depth snapshots; 0 writes none."
+    )
+    depth_levels: int = Field(10, ge=1, le=1000, description="L2 depth levels per side.")
     detect: bool = Field(
         False, description="Run the trap detector live on the stream and score it as it goes."
     )

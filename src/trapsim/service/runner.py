@@ -24,6 +24,7 @@ from trapsim.core.schemas import TickBatch
 from trapsim.core.time import NS, iso
 from trapsim.detect.detector import TrapDetector
 from trapsim.detect.scoring import LiveScore
+from trapsim.market.depth import DepthModel
 from trapsim.market.ohlcv import CandleAggregator
 from trapsim.scenarios.injector import TRAP_TYPES
 from trapsim.service.config import RunConfig
@@ -70,10 +71,14 @@ class Runner:
         self.run_id = run_id or uuid.uuid4().hex
         self.console = console
         self.sim = sim or Simulation(cfg)
-        rundir = RunDir.create(out, streams=RUN_STREAMS + (("detections",) if cfg.detect else ()))
+        streams = RUN_STREAMS + (("depth",) if cfg.depth_every else ()) + (
+            ("detections",) if cfg.detect else ())
+        rundir = RunDir.create(out, streams=streams)
         rundir.write_yaml("config.yaml", cfg.model_dump(mode="json"))
         self.sinks: list[Sink] = [RunDirSink(rundir), *extra_sinks]
         self.candles = CandleAggregator(cfg.symbol, "1m")
+        self.depth = (DepthModel(cfg.symbol, cfg.seed, cfg.depth_every, cfg.depth_levels)
+                      if cfg.depth_every else None)
         self.hf = HFTracker(cfg.hf_min_traps, int(cfg.hf_window * NS))
         self.stats = RunStats(self.sim.regime_names, TRAP_TYPES)
         # The live detector sees exactly the ticks the sinks get, never a label.
@@ -96,6 +101,11 @@ class Runner:
         self.stats.add_ticks(ticks)
         for sink in self.sinks:
             sink.ticks(ticks)
+        if self.depth is not None:
+            book = self.depth.update(ticks.ts, ticks.bid, ticks.ask, ticks.volume)
+            if book.num_rows:
+                for sink in self.sinks:
+                    sink.depth(book)
         if self.detector is not None:
             rows = self.detector.feed(ticks.ts, ticks.price, ticks.volume)
             if rows:

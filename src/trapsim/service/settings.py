@@ -41,7 +41,8 @@ SETTINGS_FILE_VAR = "TRAPSIM_SETTINGS_FILE"
 """Environment variable naming the settings file when ``--settings`` is not given."""
 
 RUN_OPTIONS = (
-    "duration", "volatility", "frequency", "sleep", "seed", "start", "replay", "params", "detect"
+    "duration", "volatility", "frequency", "sleep", "seed", "start", "replay", "params",
+    "depth_every", "depth_levels", "detect",
 )
 """Settings that describe the simulation; they end up in the run's ``config.yaml``."""
 
@@ -82,6 +83,8 @@ class Settings(FrozenModel):
     start: str | None = Field(None, description="Market start, ISO 8601 UTC.")
     replay: Path | None = Field(None, description="1-minute candle file to replay.")
     params: Path | None = Field(None, description="Market parameters YAML.")
+    depth_every: float | None = Field(None, description="Seconds between L2 depth snapshots.")
+    depth_levels: int | None = Field(None, description="L2 depth levels per side.")
     detect: bool | None = Field(None, description="Run the trap detector live.")
 
     redis_url: str | None = Field(None, description="Redis server to publish to.")

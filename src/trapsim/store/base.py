@@ -1,7 +1,7 @@
 """The sink interface: where a run's streams go (run directory, SQL, Redis).
 
 A sink receives, in market-time order, the ticks released by the run loop, the
-1-minute candles they complete, the trap labels at the tick their trap completes
+1-minute candles they complete, L2 depth snapshots, the trap labels at the tick their trap completes
 (``end_ts``), HF activations when they end, the live detector's detections (a
 run with ``--detect``) at the tick that completes them, and statistics snapshots. Paced runs
 call it with small slices (often one tick), flat-out runs with large batches; a
@@ -37,6 +37,9 @@ class Sink(Protocol):
 
     def hf_switched_on(self, ts: int, trap_count: int) -> None:
         """HF mode switched on at ``ts`` (the activation's record follows when it ends)."""
+
+    def depth(self, table: pa.Table) -> None:
+        """L2 depth snapshots (:data:`trapsim.core.schemas.DEPTH`) at the tick they are taken."""
 
     def detections(self, rows: list[dict]) -> None:
         """Detections (:data:`trapsim.core.schemas.DETECTIONS` columns, int ns times,

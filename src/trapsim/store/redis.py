@@ -15,6 +15,8 @@ key                               type    content
 ``sim_hf_activations``            list    one JSON object per ended HF activation, newest first
 ``sim_detections``                list    one JSON detection of the live detector, newest first
                                           (runs with ``--detect``)
+``sim_orderbook_btc``             string  the newest L2 depth snapshot: ``{"ts", "bids":
+                                          [[price, qty], …], "asks": […]}``, best first
 ``sim_statistics``                hash    the statistics report, nested keys joined by dots
                                           (``traps.per_type.stop_hunt`` → ``4``), replaced
                                           at every snapshot; ``null`` is the empty string
@@ -207,6 +209,7 @@ class _Keys:
         self.traps = f"{prefix}trap_history"
         self.hf = f"{prefix}hf_activations"
         self.detections = f"{prefix}detections"
+        self.book = f"{prefix}orderbook_{asset}"
         self.stats = f"{prefix}statistics"
         self.events = f"{prefix}events"
         self.seq = f"{prefix}sink_seq:{run_id}"
@@ -299,6 +302,8 @@ class _RedisBackend:
                     cmds.append(_resp("HSET", k.stats, *fields))
             elif tag == "running":
                 cmds.append(_resp("SET", k.running, item[1]))
+            elif tag == "book":
+                cmds.append(_resp("SET", k.book, item[1]))
         for key, rows in pushed.items():
             if rows:
                 # Pushed oldest first, so the list reads newest first.
@@ -499,6 +504,23 @@ class RedisSink:
         """Queue an ``hf_on`` event."""
         event = {"event": "hf_on", "ts": iso(ts), "trap_count": int(trap_count)}
         self._writer.put(("hf_on", _json(event)))
+
+    def depth(self, table: pa.Table) -> None:
+        """Queue the newest L2 snapshot for ``orderbook_<asset>`` (a newer one replaces one
+        not yet written)."""
+        if not table.num_rows:
+            return
+        ts = table["ts"].cast(pa.int64())
+        newest = pc.equal(ts, pc.max(ts))
+        last = table.filter(newest)
+        side = last["side"].cast(pa.string()).to_pylist()
+        rows = list(zip(last["price"].to_pylist(), last["qty"].to_pylist(), strict=True))
+        book = {
+            "ts": iso(pc.max(ts).as_py()),
+            "bids": [list(r) for r, s in zip(rows, side, strict=True) if s == "bid"],
+            "asks": [list(r) for r, s in zip(rows, side, strict=True) if s == "ask"],
+        }
+        self._writer.put(("book", _json(book)), key="book")
 
     def detections(self, rows: list[dict]) -> None:
         """Queue each detection for its list and the ``events`` channel."""

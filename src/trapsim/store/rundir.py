@@ -3,6 +3,7 @@
 Layout of a closed run::
 
     <run>/ticks.parquet  labels.parquet  hf_activations.parquet  candles_1m.parquet
+    <run>/depth.parquet                       (L2 depth snapshots, unless turned off)
     <run>/detections.parquet                  (a run with the live detector)
     <run>/config.yaml  stats.json  …          (write_json / write_yaml)
 
@@ -68,6 +69,7 @@ import yaml
 from trapsim.core.errors import ConfigError, DataError, SinkError
 from trapsim.core.schemas import (
     CANDLES,
+    DEPTH,
     DETECTIONS,
     HF_ACTIVATIONS,
     LABELS,
@@ -82,10 +84,11 @@ STREAM_SCHEMAS: dict[str, pa.Schema] = {
     "hf_activations": HF_ACTIVATIONS,
     "candles_1m": CANDLES,
     "detections": DETECTIONS,
+    "depth": DEPTH,
 }
 """Every stream a run directory can hold, name → Arrow schema its tables must have."""
 RUN_STREAMS = ("ticks", "labels", "hf_activations", "candles_1m")
-"""The streams of every run; ``detections`` is added when the detector runs live."""
+"""The streams of every run; ``depth`` and ``detections`` are added when a run makes them."""
 
 FLUSH_ROWS = 2**18
 """Default buffered rows of one stream that trigger its automatic flush."""
@@ -547,6 +550,9 @@ class RunDirSink:
 
     def hf_switched_on(self, ts: int, trap_count: int) -> None:
         """Nothing to write: the activation's row is written when it ends."""
+
+    def depth(self, table: pa.Table) -> None:
+        self.rundir.append("depth", table)
 
     def detections(self, rows: list[dict]) -> None:
         self.rundir.append("detections", detections_table(rows))

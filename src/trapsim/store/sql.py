@@ -313,6 +313,9 @@ class SqlSink:
     def hf_switched_on(self, ts: int, trap_count: int) -> None:
         """Nothing to write: the activation's row is written when it ends."""
 
+    def depth(self, table: pa.Table) -> None:
+        """Not stored: L2 snapshots are bulk data for the run directory (``depth.parquet``)."""
+
     def detections(self, rows: list[dict]) -> None:
         """Queue the live detector's detections, numbered in order from 1."""
         seq = range(self._detections + 1, self._detections + 1 + len(rows))
