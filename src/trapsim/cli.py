@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 import uuid
@@ -69,6 +70,13 @@ def run(
     ] = None,
     params: Annotated[
         Path | None, typer.Option(help="Market parameters YAML written by `trapsim calibrate`.")
+    ] = None,
+    scenario: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="Chaos scenario YAML (price_shock, market_crash, volatility_spike phases).",
+        ),
     ] = None,
     depth_every: Annotated[
         float | None,
@@ -158,7 +166,7 @@ def run(
         str | None,
         typer.Option(
             metavar="URL",
-            help="Store runs, labels, HF activations, statistics and 1-minute candles in SQL: "
+            help="Store runs, labels, HF activations, detections, statistics and candles in SQL: "
             "sqlite:///runs/sim.db or postgresql+psycopg://user@host/db.",
             rich_help_panel=SINKS,
         ),
@@ -196,7 +204,7 @@ def run(
     """Simulate BTC-USD ticks with labelled traps into a run directory (and Redis, SQL).
 
     Writes ticks.parquet, labels.parquet, hf_activations.parquet,
-    candles_1m.parquet, depth.parquet (L2 snapshots), stats.json and config.yaml
+    candles_<1m…1d>.parquet, depth.parquet (L2 snapshots), stats.json and config.yaml
     (and detections.parquet with --detect). Ctrl-C or SIGTERM stops
     cleanly: everything is flushed and the report printed.
 
@@ -220,6 +228,7 @@ def run(
             "start": start,
             "replay": replay,
             "params": params,
+            "scenario": scenario,
             "depth_every": depth_every,
             "depth_levels": depth_levels,
             "detect": detect,
@@ -392,6 +401,7 @@ def replay(
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors print one line and exit 2."""
+    _log_json_lines()
     try:
         # Without standalone mode a command's typer.Exit comes back as the return value.
         code = app(args=argv, standalone_mode=False)
@@ -407,6 +417,18 @@ def main(argv: list[str] | None = None) -> None:
         _fail(str(exc))
     if isinstance(code, int) and code:
         sys.exit(code)
+
+
+def _log_json_lines() -> None:
+    """trapsim's log records (chaos phases starting, failovers, sink outages) to stderr, one
+    message a line: the messages are JSON lines or plain sentences already."""
+    root = logging.getLogger("trapsim")
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+        root.propagate = False
 
 
 def _fail(message: str) -> None:

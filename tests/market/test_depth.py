@@ -1,4 +1,4 @@
-"""L2 depth snapshots: structure, never crossed, split invariance, depth follows volume and spread."""
+"""L2 depth snapshots: structure, never crossed, split invariance, depth vs volume and spread."""
 
 import numpy as np
 import pyarrow as pa

@@ -7,16 +7,18 @@ import sys
 import time
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
 
 from trapsim.detect import detect_table, score
+from trapsim.market.ohlcv import INTERVALS, CandleAggregator
 from trapsim.store.rundir import read_stream
 
-from .conftest import trapsim
+from .conftest import REPO, trapsim
 
-STREAMS = ("ticks", "labels", "hf_activations", "candles_1m")
+STREAMS = ("ticks", "labels", "hf_activations", *(f"candles_{i}" for i in INTERVALS))
 
 
 def tables(run):
@@ -68,6 +70,12 @@ def test_run_directory_contents_and_report(tmp_path):
     assert depth.num_rows == 3600 // 10 * 20  # a snapshot every 10 s, 10 levels a side
     ticks = pq.read_table(tmp_path / "r" / "ticks.parquet")
     assert str(ticks.schema.field("ts").type) == "timestamp[ns, tz=UTC]"
+    for interval in INTERVALS:  # every interval, the same as aggregating the ticks at once
+        got = read_stream(tmp_path / "r", f"candles_{interval}")
+        agg = CandleAggregator("BTC-USD", interval)
+        done = agg.update(ticks["ts"].cast("int64").to_numpy(), ticks["price"].to_numpy(),
+                          ticks["volume"].to_numpy())
+        assert got.equals(pa.concat_tables([done, agg.flush()])), interval
     assert ticks.column_names == ["ts", "symbol", "price", "bid", "ask", "volume", "regime"]
     t = ticks.to_pydict()
     assert np.all(np.diff(ticks["ts"].cast("int64").to_numpy()) == 1_000_000_000)
@@ -282,3 +290,37 @@ def test_realism_exits_1_when_a_band_fails_and_writes_the_figure(tmp_path, raw):
     assert "FAIL" in res.stdout and "ann_vol" in res.stdout
     html = (tmp_path / "r" / "realism.html").read_text()
     assert "ACF of |r|" in html
+
+
+def test_scenario_file_runs_labels_chaos_and_logs_each_phase(tmp_path):
+    res = trapsim("run", "--scenario", REPO / "deploy" / "scenarios" / "price_shock.yaml",
+                  "--duration", 30, "--sleep", 0, "--seed", 4, "--out", tmp_path / "r")
+    assert res.returncode == 0, res.stderr
+    labels = read_stream(tmp_path / "r", "labels").to_pylist()
+    chaos = [lb for lb in labels if lb["kind"] == "chaos"]
+    assert [lb["type"] for lb in chaos] == ["price_shock", "volatility_spike"]
+    assert len({lb["id"] for lb in labels}) == len(labels)  # one id space for every label
+    events = [json.loads(line) for line in res.stderr.splitlines() if line.startswith("{")]
+    assert [e["event"] for e in events] == ["price_manipulation_started",
+                                            "volatility_spike_started"]
+    assert events[0]["shock_percentage"] == -15.0
+    stats = json.loads((tmp_path / "r" / "stats.json").read_text())
+    assert stats["chaos"] == {"price_shock": 1, "volatility_spike": 1}
+    assert sum(stats["traps"]["per_type"].values()) == len(labels) - 2
+    # The scenario is stored inline: the config reproduces the run without the file.
+    again = trapsim("run", "--config", tmp_path / "r" / "config.yaml", "--out", tmp_path / "b")
+    assert again.returncode == 0, again.stderr
+    assert read_stream(tmp_path / "b", "ticks").equals(read_stream(tmp_path / "r", "ticks"))
+
+
+def test_a_scenario_beyond_the_guard_rails_exits_2(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("phases:\n  - {type: price_shock, at: 1h, shock_percentage: -40, "
+                   "duration_seconds: 60}\n")
+    res = trapsim("run", "--scenario", bad, "--duration", 1, "--sleep", 0,
+                  "--out", tmp_path / "r")
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == [
+        f"trapsim: error: --scenario: {bad}: phases[0] (price_shock): a 40% move exceeds "
+        "max_deviation 25%"]
+    assert not (tmp_path / "r").exists()

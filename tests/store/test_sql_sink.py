@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from tests.store.conftest import free_port, run_sim, stream_rows
 from trapsim.core.errors import ConfigError, SinkError
+from trapsim.market.ohlcv import INTERVALS
 from trapsim.store import resilient
 from trapsim.store.sql import SqlSink, _SqlBackend, _tuples, metadata
 
@@ -44,8 +45,11 @@ def assert_matches_run_dir(url: str, run_id: str, run, report: dict) -> None:
     for act in acts:
         act["types"] = json.loads(act["types"])
     assert rows(url, "hf_activations", run_id) == [{"run_id": run_id, **a} for a in acts]
-    candles = stream_rows(run, "candles_1m")
-    assert rows(url, "candles", run_id) == [{"run_id": run_id, **c} for c in candles]
+    candles = [c for iv in INTERVALS for c in stream_rows(run, f"candles_{iv}")]
+    key = lambda c: (c["symbol"], c["interval"], c["ts"])  # noqa: E731 - the primary key
+    assert rows(url, "candles", run_id) == sorted(
+        ({"run_id": run_id, **c} for c in candles), key=key)
+    assert {c["interval"] for c in candles} == set(INTERVALS)
     detections = stream_rows(run, "detections") if (run / "detections.parquet").exists() else []
     for i, det in enumerate(detections, 1):
         det.update(run_id=run_id, seq=i, features=json.loads(det["features"]))

@@ -13,6 +13,7 @@ from trapsim.core.config import FrozenModel, describe, read_yaml
 from trapsim.core.errors import ConfigError
 from trapsim.core.time import parse_ts
 from trapsim.market.params import DEFAULT_PARAMS, MarketParams, load_params
+from trapsim.scenarios.chaos import Scenario, load_scenario
 
 DEFAULT_START = "2025-01-06T00:00:00Z"
 """Default market start: a Monday, 00:00 UTC, so seasonality starts on a weekday."""
@@ -52,6 +53,9 @@ class RunConfig(FrozenModel):
     )
     hf_min_traps: int = Field(3, ge=1, description="Traps within hf_window that switch HF mode on.")
     hf_window: float = Field(300.0, gt=0, description="HF mode window, seconds.")
+    scenario: Scenario | None = Field(
+        None, description="Chaos scenario applied to the market (stored inline)."
+    )
     depth_every: float = Field(
         10.0, ge=0.0, description="Market seconds between L2 depth snapshots; 0 writes none."
     )
@@ -122,7 +126,7 @@ def build_config(
             label = names.get(key, f"options: {key}")
             if key == "params":
                 key = "market"
-            elif isinstance(value, Path):
+            elif isinstance(value, Path) and key != "scenario":
                 value = str(value)
             data[key] = value
             where[key] = label
@@ -145,6 +149,11 @@ def build_config(
             data["market"] = load_params(data["market"]).model_dump(mode="json")
         except ConfigError as err:
             raise ConfigError(f"{where['market']}: {err}") from None
+    if isinstance(data.get("scenario"), Path):
+        try:
+            data["scenario"] = load_scenario(data["scenario"]).model_dump(mode="json")
+        except ConfigError as err:
+            raise ConfigError(f"{where['scenario']}: {err}") from None
     data.setdefault("seed", secrets.randbelow(2**31))
     try:
         return RunConfig.model_validate(data)

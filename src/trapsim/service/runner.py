@@ -25,7 +25,7 @@ from trapsim.core.time import NS, iso
 from trapsim.detect.detector import TrapDetector
 from trapsim.detect.scoring import LiveScore
 from trapsim.market.depth import DepthModel
-from trapsim.market.ohlcv import CandleAggregator
+from trapsim.market.ohlcv import INTERVALS, CandleAggregator
 from trapsim.scenarios.injector import TRAP_TYPES
 from trapsim.service.config import RunConfig
 from trapsim.service.simulation import Simulation
@@ -76,7 +76,7 @@ class Runner:
         rundir = RunDir.create(out, streams=streams)
         rundir.write_yaml("config.yaml", cfg.model_dump(mode="json"))
         self.sinks: list[Sink] = [RunDirSink(rundir), *extra_sinks]
-        self.candles = CandleAggregator(cfg.symbol, "1m")
+        self.candles = [CandleAggregator(cfg.symbol, interval) for interval in INTERVALS]
         self.depth = (DepthModel(cfg.symbol, cfg.seed, cfg.depth_every, cfg.depth_levels)
                       if cfg.depth_every else None)
         self.hf = HFTracker(cfg.hf_min_traps, int(cfg.hf_window * NS))
@@ -85,7 +85,9 @@ class Runner:
         self.detector = TrapDetector() if cfg.detect else None
         self.live_score = LiveScore(self.sim.start_ts) if cfg.detect else None
         self.detection: dict | None = None  # the live score at the last report
-        self.pending: deque[dict] = deque()
+        self.pending: deque[dict] = deque()  # traps injected, not yet ended (in end order)
+        self.chaos_pending: list[dict] = []  # chaos phases not yet ended, by end
+        self.chaos_unannounced: list[dict] = []  # chaos phases not yet started, by start
         self.stop_reason: str | None = None
         self.last_tick: TickBatch | None = None
         self.t_start = time.monotonic()
@@ -97,7 +99,6 @@ class Runner:
 
     # -- one released slice of ticks ------------------------------------------
     def _emit(self, ticks: TickBatch) -> None:
-        candles = self.candles.update(ticks.ts, ticks.price, ticks.volume)
         self.stats.add_ticks(ticks)
         for sink in self.sinks:
             sink.ticks(ticks)
@@ -112,14 +113,17 @@ class Runner:
                 self.live_score.add_detections(rows)
                 for sink in self.sinks:
                     sink.detections(rows)
-        if candles.num_rows:
-            self.stats.add_candles(candles["close"].to_numpy())
-            for sink in self.sinks:
-                sink.candles(candles)
+        self._write_candles([c.update(ticks.ts, ticks.price, ticks.volume) for c in self.candles])
         now = int(ticks.ts[-1])
         released = []
         while self.pending and self.pending[0]["end_ts"] <= now:
             released.append(self.pending.popleft())
+        while self.chaos_unannounced and self.chaos_unannounced[0]["start_ts"] <= now:
+            self.sim.chaos.announce(self.chaos_unannounced.pop(0))
+        chaos = [lb for lb in self.chaos_pending if lb["end_ts"] <= now]
+        if chaos:
+            self.chaos_pending = self.chaos_pending[len(chaos):]
+            self._write_labels(chaos, [])
         ended = []
         for label in released:
             done, switched_on = self.hf.add(label["start_ts"], label["type"])
@@ -132,6 +136,27 @@ class Runner:
         ended += self.hf.advance(min(now, self.pending[0]["start_ts"]) if self.pending else now)
         self._write_labels(released, ended)
         self.last_tick = ticks.slice(len(ticks) - 1, len(ticks))
+
+    def _take(self, labels: list[dict]) -> None:
+        """Hold new labels until their end: traps for HF mode and the sinks, chaos apart (a
+        long chaos phase must not hold back the traps inside it)."""
+        for label in labels:
+            if label["kind"] == "trap":
+                self.pending.append(label)
+            else:
+                self.chaos_pending.append(label)
+                self.chaos_unannounced.append(label)
+        self.chaos_pending.sort(key=lambda lb: (lb["end_ts"], lb["id"]))
+        self.chaos_unannounced.sort(key=lambda lb: (lb["start_ts"], lb["id"]))
+
+    def _write_candles(self, tables: list) -> None:
+        """Completed candles of each interval (1-minute ones first, for the statistics)."""
+        if tables[0].num_rows:
+            self.stats.add_candles(tables[0]["close"].to_numpy())
+        for table in tables:
+            if table.num_rows:
+                for sink in self.sinks:
+                    sink.candles(table)
 
     def _write_labels(self, labels: list[dict], acts: list[dict]) -> None:
         if labels:
@@ -204,7 +229,7 @@ class Runner:
         with Progress(*columns, console=self.console, transient=True) as progress:
             task = progress.add_task("run", total=self.sim.total_ticks)
             for ticks, labels in self.sim.batches():
-                self.pending.extend(labels)
+                self._take(labels)
                 if len(ticks):
                     self._emit(ticks)
                 progress.update(task, advance=len(ticks))
@@ -228,7 +253,7 @@ class Runner:
         released = 0
         t0 = None
         for ticks, labels in self.sim.batches():
-            self.pending.extend(labels)
+            self._take(labels)
             i = 0
             if t0 is None and len(ticks):
                 # The clock starts once the first tick is out, not while code loads.
@@ -275,12 +300,11 @@ class Runner:
         return Text.from_markup(status)
 
     def _finish(self) -> dict:
-        self._write_labels([], self.hf.close())
-        last = self.candles.flush()
-        if last.num_rows:
-            self.stats.add_candles(last["close"].to_numpy())
-            for sink in self.sinks:
-                sink.candles(last)
+        # Chaos phases that began are written even if the run stopped before their end.
+        last = self.stats.last_ts
+        begun = [lb for lb in self.chaos_pending if last is not None and lb["start_ts"] <= last]
+        self._write_labels(begun, self.hf.close())
+        self._write_candles([c.flush() for c in self.candles])
         self.stop_reason = self.stop_reason or "end"
         report = self._report(ended=self.stop_reason == "end")
         # Every sink gets its close (sim_running=0, run row ended) even if one fails.

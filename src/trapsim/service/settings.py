@@ -42,7 +42,7 @@ SETTINGS_FILE_VAR = "TRAPSIM_SETTINGS_FILE"
 
 RUN_OPTIONS = (
     "duration", "volatility", "frequency", "sleep", "seed", "start", "replay", "params",
-    "depth_every", "depth_levels", "detect",
+    "scenario", "depth_every", "depth_levels", "detect",
 )
 """Settings that describe the simulation; they end up in the run's ``config.yaml``."""
 
@@ -83,6 +83,7 @@ class Settings(FrozenModel):
     start: str | None = Field(None, description="Market start, ISO 8601 UTC.")
     replay: Path | None = Field(None, description="1-minute candle file to replay.")
     params: Path | None = Field(None, description="Market parameters YAML.")
+    scenario: Path | None = Field(None, description="Chaos scenario YAML.")
     depth_every: float | None = Field(None, description="Seconds between L2 depth snapshots.")
     depth_levels: int | None = Field(None, description="L2 depth levels per side.")
     detect: bool | None = Field(None, description="Run the trap detector live.")

@@ -19,6 +19,7 @@ from trapsim.market.base import BaseChunk, Market
 from trapsim.market.params import DEFAULT_PARAMS
 from trapsim.market.process import SyntheticMarket
 from trapsim.market.spread import SpreadModel
+from trapsim.scenarios.chaos import ChaosInjector
 from trapsim.scenarios.injector import TrapInjector
 from trapsim.scenarios.traps import final_prices
 from trapsim.service.config import RunConfig
@@ -102,6 +103,9 @@ class Simulation:
             symbol=cfg.symbol, frequency=cfg.frequency, seed=cfg.seed, start_ts=self.start_ts
         )
         self.spread = SpreadModel(cfg.market or DEFAULT_PARAMS, seed=cfg.seed, symbol=cfg.symbol)
+        self.chaos = None if cfg.scenario is None else ChaosInjector(
+            cfg.scenario, symbol=cfg.symbol, start_ts=self.start_ts, seed=cfg.seed)
+        self._next_id = 0
         self.total_ticks = None if cfg.duration is None else int(round(cfg.duration * 3600))
         if cfg.replay is not None:
             n = self.market.n_ticks
@@ -134,9 +138,12 @@ class Simulation:
             quoting = None  # the step being quoted
             produced = 0
             done = False
+            first = True
             while not done:
                 chunk = pending.result() if pending is not None else None
                 if chunk is not None and len(chunk):
+                    if self.chaos is not None:
+                        chunk = self.chaos.apply(chunk)
                     buf.extend(chunk)
                     produced += len(chunk)
                 done = chunk is None or len(chunk) < CHUNK or produced == limit
@@ -145,6 +152,14 @@ class Simulation:
                     break
                 upto = int(buf.ts[-1]) + NS if done else int(buf.ts[-1]) - span
                 labels = self.injector.inject(buf.ts, buf.price, buf.overlay, buf.volume, upto)
+                if first and self.chaos is not None:
+                    # Chaos labels are known from the start; ids count every label yielded.
+                    labels = [lb for lb in self.chaos.labels()
+                              if self.end_ts is None or lb["start_ts"] < self.end_ts] + labels
+                first = False
+                for label in labels:
+                    label["id"] = self._next_id
+                    self._next_id += 1
                 lo = int(np.searchsorted(buf.ts, released))
                 cut = upto if self.end_ts is None else min(upto, self.end_ts)
                 hi = int(np.searchsorted(buf.ts, cut))

@@ -26,6 +26,7 @@ class RunStats:
         self.regime_names = regime_names
         self.regime_ticks = np.zeros(len(regime_names), np.int64)
         self.traps: Counter[str] = Counter(dict.fromkeys(trap_types, 0))
+        self.chaos: Counter[str] = Counter()
         self.hf_activations = 0
         self.ticks = 0
         self.first_ts = self.last_ts = None
@@ -50,7 +51,8 @@ class RunStats:
         self.minute_closes.append(np.asarray(close, np.float64))
 
     def add_labels(self, labels: list[dict]) -> None:
-        self.traps.update(label["type"] for label in labels)
+        self.traps.update(lb["type"] for lb in labels if lb["kind"] == "trap")
+        self.chaos.update(lb["type"] for lb in labels if lb["kind"] != "trap")
 
     def report(self) -> dict:
         """The report as a JSON-ready dict (``None`` where a number is undefined)."""
@@ -66,6 +68,7 @@ class RunStats:
                 "per_hour": total / hours if hours else 0.0,
                 "per_type": dict(self.traps),
             },
+            "chaos": dict(self.chaos),
             "hf_activations": self.hf_activations,
             "regime_share": {
                 name: float(n / self.ticks) if self.ticks else 0.0

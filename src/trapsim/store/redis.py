@@ -12,6 +12,7 @@ key                               type    content
 ``sim_market_regime``             string  regime name of the newest tick
 ``sim_running``                   string  ``1`` from construction, ``0`` once closed (any stop)
 ``sim_trap_history``              list    one JSON label per trap, newest first
+``sim_chaos_history``             list    one JSON label per chaos phase, newest first
 ``sim_hf_activations``            list    one JSON object per ended HF activation, newest first
 ``sim_detections``                list    one JSON detection of the live detector, newest first
                                           (runs with ``--detect``)
@@ -38,6 +39,7 @@ Channel ``sim_events`` carries, the moment each happens (at the tick it
 happens in a paced run), one JSON message per event::
 
     {"event": "trap", …the label row…}               a trap completed (its end_ts)
+    {"event": "chaos", …the label…}                  a chaos phase ended
     {"event": "hf_on", "ts", "trap_count"}           HF mode switched on
     {"event": "hf_activation", …the activation…}     an HF activation ended
     {"event": "detection", …the detection…}          the live detector flagged a trap
@@ -207,6 +209,7 @@ class _Keys:
         self.regime = f"{prefix}market_regime"
         self.running = f"{prefix}running"
         self.traps = f"{prefix}trap_history"
+        self.chaos = f"{prefix}chaos_history"
         self.hf = f"{prefix}hf_activations"
         self.detections = f"{prefix}detections"
         self.book = f"{prefix}orderbook_{asset}"
@@ -286,7 +289,7 @@ class _RedisBackend:
         ticks = [item for item in items if item[0] == "ticks"]
         if ticks:
             cmds += self._ticks(ticks)
-        lists = {"trap": k.traps, "hf": k.hf, "detection": k.detections}
+        lists = {"trap": k.traps, "chaos": k.chaos, "hf": k.hf, "detection": k.detections}
         pushed: dict[str, list[str]] = {key: [] for key in lists.values()}
         for item in items:
             tag = item[0]
@@ -479,7 +482,7 @@ class RedisSink:
         """Nothing to write: the seed's key table has no candles."""
 
     def labels(self, labels: list[dict]) -> None:
-        """Queue each trap for the history and the ``events`` channel."""
+        """Queue each trap (chaos phase) for its history and the ``events`` channel."""
         for label in labels:
             row = {
                 **label,
@@ -487,7 +490,8 @@ class RedisSink:
                 "peak_ts": iso(label["peak_ts"]),
                 "end_ts": iso(label["end_ts"]),
             }
-            self._writer.put(("trap", _json(row), _json({"event": "trap", **row})))
+            tag = "trap" if label["kind"] == "trap" else "chaos"
+            self._writer.put((tag, _json(row), _json({"event": tag, **row})))
 
     def hf_activations(self, activations: list[dict]) -> None:
         """Queue each ended activation for its list and the ``events`` channel."""

@@ -2,7 +2,8 @@
 
 Layout of a closed run::
 
-    <run>/ticks.parquet  labels.parquet  hf_activations.parquet  candles_1m.parquet
+    <run>/ticks.parquet  labels.parquet  hf_activations.parquet
+    <run>/candles_1m.parquet … candles_1d.parquet   (1m, 5m, 15m, 1h, 4h, 1d)
     <run>/depth.parquet                       (L2 depth snapshots, unless turned off)
     <run>/detections.parquet                  (a run with the live detector)
     <run>/config.yaml  stats.json  …          (write_json / write_yaml)
@@ -77,17 +78,18 @@ from trapsim.core.schemas import (
     TS,
     detections_table,
 )
+from trapsim.market.ohlcv import INTERVALS
 
 STREAM_SCHEMAS: dict[str, pa.Schema] = {
     "ticks": TICKS,
     "labels": LABELS,
     "hf_activations": HF_ACTIVATIONS,
-    "candles_1m": CANDLES,
+    **{f"candles_{interval}": CANDLES for interval in INTERVALS},
     "detections": DETECTIONS,
     "depth": DEPTH,
 }
 """Every stream a run directory can hold, name → Arrow schema its tables must have."""
-RUN_STREAMS = ("ticks", "labels", "hf_activations", "candles_1m")
+RUN_STREAMS = ("ticks", "labels", "hf_activations", *(f"candles_{i}" for i in INTERVALS))
 """The streams of every run; ``depth`` and ``detections`` are added when a run makes them."""
 
 FLUSH_ROWS = 2**18
@@ -540,7 +542,8 @@ class RunDirSink:
         self.rundir.append("ticks", batch.to_arrow())
 
     def candles(self, table: pa.Table) -> None:
-        self.rundir.append("candles_1m", table)
+        """Candles of one interval, to its stream ``candles_<interval>``."""
+        self.rundir.append(f"candles_{table['interval'][0].as_py()}", table)
 
     def labels(self, labels: list[dict]) -> None:
         self.rundir.append("labels", labels_table(labels))

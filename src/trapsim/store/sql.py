@@ -1,5 +1,5 @@
-"""The SQL sink: runs, trap labels, HF activations, detections, statistics snapshots and 1-minute
-candles.
+"""The SQL sink: runs, trap labels, HF activations, detections, statistics snapshots and candles
+(1m to 1d).
 
 One SQLAlchemy Core schema, identical on SQLite and PostgreSQL (psycopg 3, URL
 ``postgresql+psycopg://user@host/db``), created on first use::
@@ -220,7 +220,7 @@ class _SqlBackend:
 
 
 class SqlSink:
-    """Runs, labels, HF activations, detections, statistics and 1-minute candles in SQL, as a
+    """Runs, labels, HF activations, detections, statistics and candles in SQL, as a
     Sink.
 
     See the module docstring for the schema and the write guarantees.
@@ -290,7 +290,7 @@ class SqlSink:
             self._market_ts = int(batch.ts[-1])
 
     def candles(self, table: pa.Table) -> None:
-        """Queue 1-minute candles (:data:`~trapsim.core.schemas.CANDLES` rows)."""
+        """Queue candles of one interval (:data:`~trapsim.core.schemas.CANDLES` rows)."""
         if not table.num_rows:
             return
         columns = [

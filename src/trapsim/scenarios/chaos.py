@@ -1,0 +1,354 @@
+r"""Chaos scenarios on a symbol's base market: price shocks, crashes, volatility spikes.
+
+A scenario is a YAML list of phases, each a scenario type with the parameters of
+the Market Data Simulator seed's chaos API, started at an offset from the run's
+start::
+
+    name: btc_crash
+    phases:
+      - at: 2h                       # offset from the run start: s, m, h or d
+        type: market_crash
+        crash_percentage: -18
+        crash_duration_minutes: 240
+        recovery_pattern: slow_bounce
+      - at: 3d
+        type: price_shock
+        shock_percentage: -15
+        duration_seconds: 300
+        pattern: sudden_drop
+        recovery_time_seconds: 1800
+
+Each phase changes the base market before traps are injected (so traps and the
+detector see the chaos) and writes one label of ``kind`` ``chaos``: ``type`` the
+scenario, ``direction`` of the move, ``start_ts``, ``peak_ts`` (full effect),
+``end_ts`` (recovery done), ``magnitude`` (percent), ``params`` the phase.
+
+- ``price_shock`` (shock_percentage, duration_seconds, pattern ``sudden_drop``
+  | ``gradual_linear`` | ``step``, recovery_time_seconds): the log price moves
+  by ``ln(1 + shock/100)`` over ``duration_seconds`` (front-loaded, linear or at
+  once), then back along a raised cosine over ``recovery_time_seconds``.
+- ``market_crash`` (crash_percentage, crash_duration_minutes, recovery_pattern
+  ``v_shape`` | ``slow_bounce`` | ``none``, volume_spike_multiplier,
+  volatility_multiplier, symbols, correlation_increase): an accelerating fall of
+  ``crash_percentage`` over ``crash_duration_minutes`` with volume and
+  volatility multiplied (decaying over the recovery), then a full recovery over
+  twice the crash (``v_shape``), half of it over 24 h with the rest kept
+  (``slow_bounce``, as BTC after 2024-08-05), or none; the level reached at the
+  end stays. ``symbols`` and ``correlation_increase`` matter across assets; a
+  single-symbol run applies the crash to its own symbol, which must be listed.
+- ``volatility_spike`` (volatility_multiplier, duration_hours, pattern
+  ``constant`` | ``random_walk``, preserve_trend): 1-second log returns are
+  multiplied by the multiplier (ramping over the first and last 5 % of the
+  duration; ``random_walk`` also varies it by a lognormal factor each minute);
+  with ``preserve_trend`` the offset this builds fades back to 0 over a tenth of
+  the duration afterwards, so the spike adds noise, not a trend.
+
+Guard rails (the seed's ``MAX_PRICE_DEVIATION`` and ``SCENARIO_TIMEOUT_HOURS``):
+no phase may move the price more than ``max_deviation`` (default 25 %) or last
+longer than ``timeout_hours`` (default 48 h); a request beyond them, or any
+parameter out of range, is a :class:`~trapsim.core.errors.ConfigError` naming it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+import numpy as np
+from pydantic import Field, TypeAdapter, ValidationError
+
+from trapsim.core.config import FrozenModel, describe, read_yaml
+from trapsim.core.errors import ConfigError
+from trapsim.core.seeding import rng_for
+from trapsim.core.time import HOUR_NS, MINUTE_NS, NS, iso
+from trapsim.market.base import BaseChunk
+
+log = logging.getLogger("trapsim.scenarios")
+
+MAX_DEVIATION = 0.25
+"""Default largest price move a phase may make (the seed's MAX_PRICE_DEVIATION)."""
+TIMEOUT_HOURS = 48.0
+"""Default longest phase, hours (the seed's SCENARIO_TIMEOUT_HOURS)."""
+_OFFSET = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
+_UNIT_NS = {"s": NS, "m": MINUTE_NS, "h": HOUR_NS, "d": 24 * HOUR_NS}
+
+
+class PriceShock(FrozenModel):
+    type: Literal["price_shock"]
+    at: str = Field(description="Start, as an offset from the run start: 90s, 30m, 2h, 1d.")
+    symbol: str = "BTC-USD"
+    shock_percentage: float = Field(ge=-99, le=1000, description="Move at full effect, %.")
+    duration_seconds: float = Field(gt=0, description="Time to full effect, s.")
+    pattern: Literal["sudden_drop", "gradual_linear", "step"] = "sudden_drop"
+    recovery_time_seconds: float = Field(1800.0, ge=0, description="Time back to 0, s.")
+
+
+class MarketCrash(FrozenModel):
+    type: Literal["market_crash"]
+    at: str
+    crash_percentage: float = Field(-18.0, ge=-99, lt=0, description="Fall, %.")
+    crash_duration_minutes: float = Field(240.0, gt=0)
+    symbols: tuple[str, ...] = ("BTC-USD", "ETH-USD", "BTC-ETH")
+    correlation_increase: float = Field(0.95, ge=0, le=1)
+    volume_spike_multiplier: float = Field(5.0, ge=1)
+    volatility_multiplier: float = Field(3.0, ge=1)
+    recovery_pattern: Literal["v_shape", "slow_bounce", "none"] = "slow_bounce"
+
+
+class VolatilitySpike(FrozenModel):
+    type: Literal["volatility_spike"]
+    at: str
+    symbol: str = "BTC-USD"
+    volatility_multiplier: float = Field(gt=0, le=100)
+    duration_hours: float = Field(gt=0)
+    pattern: Literal["constant", "random_walk"] = "constant"
+    preserve_trend: bool = True
+
+
+Phase = Annotated[PriceShock | MarketCrash | VolatilitySpike, Field(discriminator="type")]
+
+
+class Scenario(FrozenModel):
+    """A named list of chaos phases (the YAML file of this module's docstring)."""
+
+    name: str = "scenario"
+    max_deviation: float = Field(MAX_DEVIATION, gt=0, le=0.99)
+    timeout_hours: float = Field(TIMEOUT_HOURS, gt=0)
+    phases: tuple[Phase, ...] = Field(min_length=1)
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and check a scenario YAML file.
+
+    Raises
+    ------
+    ConfigError
+        On an unreadable file, an unknown key or type, or a parameter out of range
+        (guard rails included), naming it.
+    """
+    data = read_yaml(Path(path))
+    try:
+        scenario = TypeAdapter(Scenario).validate_python(data)
+    except ValidationError as err:
+        raise ConfigError(describe(err, str(path))) from None
+    check(scenario, str(path))
+    return scenario
+
+
+def offset_ns(text: str, where: str = "at") -> int:
+    """``90s``/``30m``/``2h``/``1d`` as ns.
+
+    Raises
+    ------
+    ConfigError
+        If ``text`` is not such an offset.
+    """
+    m = _OFFSET.match(str(text))
+    if not m:
+        raise ConfigError(f"{where}: {text!r} is not an offset like 90s, 30m, 2h or 1d")
+    return round(float(m[1]) * _UNIT_NS[m[2]])
+
+
+def _extent(phase) -> tuple[float, float]:
+    """(largest relative move, duration in hours) of a phase."""
+    if isinstance(phase, PriceShock):
+        return abs(phase.shock_percentage) / 100, (phase.duration_seconds
+                                                    + phase.recovery_time_seconds) / 3600
+    if isinstance(phase, MarketCrash):
+        return abs(phase.crash_percentage) / 100, _crash_hours(phase)
+    # A spike has no set move; its multiplier and length are its extent.
+    return 0.0, phase.duration_hours * (1.1 if phase.preserve_trend else 1.0)
+
+
+def _crash_hours(p: MarketCrash) -> float:
+    crash_h = p.crash_duration_minutes / 60
+    return crash_h + {"v_shape": 2 * crash_h, "slow_bounce": 24.0, "none": 0.0}[
+        p.recovery_pattern]
+
+
+def check(scenario: Scenario, where: str = "scenario") -> None:
+    """Apply the guard rails to every phase.
+
+    Raises
+    ------
+    ConfigError
+        Naming the phase and the limit it breaks.
+    """
+    for i, phase in enumerate(scenario.phases):
+        name = f"{where}: phases[{i}] ({phase.type})"
+        offset_ns(phase.at, f"{name}.at")
+        move, hours = _extent(phase)
+        if move > scenario.max_deviation:
+            raise ConfigError(f"{name}: a {move:.0%} move exceeds max_deviation "
+                              f"{scenario.max_deviation:.0%}")
+        if hours > scenario.timeout_hours:
+            raise ConfigError(f"{name}: lasts {hours:g} h, beyond timeout_hours "
+                              f"{scenario.timeout_hours:g}")
+
+
+def _raised_cosine(u: np.ndarray) -> np.ndarray:
+    """1 → 0 as ``u`` goes 0 → 1 (clipped)."""
+    return 0.5 * (1 + np.cos(np.pi * np.clip(u, 0.0, 1.0)))
+
+
+class ChaosInjector:
+    """Applies a scenario's phases to consecutive base chunks of one symbol.
+
+    Parameters
+    ----------
+    scenario : Scenario
+    symbol : str
+        The run's symbol; phases for other symbols are skipped.
+    start_ts : int
+        Run start, ns UTC (phases start at offsets from it).
+    seed : int
+        Run seed (the ``random_walk`` pattern draws from ``chaos/<symbol>``).
+
+    Raises
+    ------
+    ConfigError
+        If a ``market_crash`` does not list the symbol while it is the only
+        one of the run.
+    """
+
+    def __init__(self, scenario: Scenario, *, symbol: str, start_ts: int, seed: int) -> None:
+        check(scenario)
+        self.scenario = scenario
+        self.symbol = symbol
+        self._rng = rng_for(seed, f"chaos/{symbol}")
+        self._walk: list[float] = []  # per-minute factors of random_walk spikes, in order
+        self.phases = []
+        for phase in scenario.phases:
+            if isinstance(phase, MarketCrash):
+                if symbol not in phase.symbols:
+                    raise ConfigError(f"market_crash lists {list(phase.symbols)}, "
+                                      f"not the run's {symbol}")
+            elif phase.symbol != symbol:
+                continue
+            self.phases.append((start_ts + offset_ns(phase.at), phase))
+        self.phases.sort(key=lambda p: p[0])
+        self._raw: dict[int, float] = {}  # per phase: offset from scaled returns so far
+        self._last_lp: float | None = None
+
+    def labels(self) -> list[dict]:
+        """One label per phase (``kind`` ``chaos``; ``id`` left to the run)."""
+        out = []
+        for start, phase in self.phases:
+            move, hours = _extent(phase)
+            if isinstance(phase, PriceShock):
+                peak = start + round(phase.duration_seconds * NS)
+                direction = "down" if phase.shock_percentage < 0 else "up"
+                magnitude = abs(phase.shock_percentage)
+            elif isinstance(phase, MarketCrash):
+                peak = start + round(phase.crash_duration_minutes * MINUTE_NS)
+                direction, magnitude = "down", abs(phase.crash_percentage)
+            else:
+                peak = start + round(0.05 * phase.duration_hours * HOUR_NS)
+                direction, magnitude = "none", phase.volatility_multiplier
+            params = phase.model_dump(mode="json", exclude={"type"})
+            params["scenario"] = self.scenario.name
+            out.append({"kind": "chaos", "type": phase.type, "symbol": self.symbol,
+                        "direction": direction, "start_ts": start, "peak_ts": peak,
+                        "end_ts": start + round(hours * HOUR_NS), "magnitude": magnitude,
+                        "params": params})
+        return out
+
+    def apply(self, chunk: BaseChunk) -> BaseChunk:
+        """The chunk with the phases' moves in price and volume (consecutive chunks, in order).
+
+        Price moves are log offsets that depend only on the time; a volatility
+        multiplier ``m`` adds ``(m - 1)`` times each 1-second log return to an
+        offset of its phase, carried from chunk to chunk and faded out after the
+        phase (as a function of time only), so the result does not depend on how
+        the stream is cut into chunks.
+        """
+        ts = chunk.ts
+        if not len(ts) or not self.phases:
+            return chunk
+        t = ts.astype(np.float64)
+        lp = np.log(chunk.price)
+        d = np.diff(lp, prepend=lp[0] if self._last_lp is None else self._last_lp)
+        self._last_lp = float(lp[-1])
+        total = np.zeros(len(ts))
+        vol_mult = np.ones(len(ts))
+        for i, (start, phase) in enumerate(self.phases):
+            u = t - float(start)
+            if isinstance(phase, PriceShock):
+                total += self._shock(phase, u)
+                continue
+            if isinstance(phase, MarketCrash):
+                level, volume, m, end, fade = self._crash(phase, u)
+                total += level
+                vol_mult *= volume
+            else:
+                m, end, fade = self._spike(phase, u)
+            # This phase's offset from scaled returns, faded out after `end` if it must not stay.
+            raw = self._raw.get(i, 0.0) + np.cumsum((m - 1.0) * d)
+            self._raw[i] = float(raw[-1])
+            if fade is not None:
+                raw = raw * np.where(u > end, _raised_cosine((u - end) / fade), 1.0)
+            total += raw
+        return BaseChunk(ts, np.exp(lp + total) if np.any(total) else chunk.price,
+                         chunk.volume * vol_mult, chunk.regime)
+
+    @staticmethod
+    def _shock(p: PriceShock, u: np.ndarray) -> np.ndarray:
+        """Log offset of a price shock at times ``u`` after its start (ns)."""
+        d, r = p.duration_seconds * NS, p.recovery_time_seconds * NS
+        full = math.log1p(p.shock_percentage / 100)
+        x = np.clip(u / d, 0.0, 1.0)
+        shape = {"sudden_drop": 1 - (1 - x) ** 3, "gradual_linear": x,
+                 "step": (u >= 0).astype(float)}[p.pattern]
+        back = _raised_cosine((u - d) / r) if r > 0 else (u < d).astype(float)
+        return np.where(u >= 0, full * np.where(u < d, shape, back), 0.0)
+
+    @staticmethod
+    def _crash(p: MarketCrash, u: np.ndarray):
+        """Log offset, volume factor, return multiplier, end of the surge and its fade (ns)."""
+        c = p.crash_duration_minutes * MINUTE_NS
+        full = math.log1p(p.crash_percentage / 100)
+        x = np.clip(u / c, 0.0, 1.0)
+        fall = 0.35 * x + 0.65 * x * x  # accelerating, as stops cascade
+        recover, keep = {"v_shape": (2 * c, 0.0), "slow_bounce": (24 * HOUR_NS, 0.5),
+                         "none": (0.0, 1.0)}[p.recovery_pattern]
+        after = u - c
+        level = keep + (1 - keep) * _raised_cosine(after / recover) if recover > 0 else 1.0
+        active = u >= 0
+        offset = np.where(active, full * np.where(u < c, fall, level), 0.0)
+        # Volume and volatility surge with the fall, fading over the recovery.
+        fade_len = max(recover, c)
+        surge = np.where(active, np.where(u < c, 1.0, _raised_cosine(after / fade_len)), 0.0)
+        volume = 1 + (p.volume_spike_multiplier - 1) * surge
+        m = 1 + (p.volatility_multiplier - 1) * surge
+        return offset, volume, m, c, fade_len
+
+    def _spike(self, p: VolatilitySpike, u: np.ndarray):
+        """Return multiplier, end (ns after the start) and fade length (None: keep)."""
+        length = p.duration_hours * HOUR_NS
+        env = np.clip(np.minimum(u, length - u) / (0.05 * length), 0.0, 1.0)
+        m = 1 + (p.volatility_multiplier - 1) * env
+        inside = env > 0
+        if p.pattern == "random_walk" and inside.any():
+            minute = (np.maximum(u, 0) // MINUTE_NS).astype(np.int64)
+            need = int(minute[inside].max()) + 1
+            while len(self._walk) < need:  # drawn in minute order: chunk cuts do not matter
+                prev = self._walk[-1] if self._walk else 0.0
+                self._walk.append(0.9 * prev + 0.3 * self._rng.standard_normal())
+            walk = np.exp(np.array(self._walk))[np.minimum(minute, need - 1)]
+            m = np.where(inside, 1 + (m - 1) * walk, m)
+        return m, length, (0.1 * length if p.preserve_trend else None)
+
+    def announce(self, label: dict) -> None:
+        """Log the start of a phase as one JSON line (the seed's structured log)."""
+        p = label["params"]
+        event = {"timestamp": iso(label["start_ts"]), "level": "info",
+                 "service": "trapsim", "correlation_id": f"{p['scenario']}-{label['id']}",
+                 "event": "price_manipulation_started" if label["type"] == "price_shock"
+                 else f"{label['type']}_started",
+                 "symbol": label["symbol"], "scenario_type": label["type"], **{
+                     k: v for k, v in p.items() if k not in ("scenario", "at")}}
+        log.info(json.dumps(event))

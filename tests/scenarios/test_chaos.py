@@ -1,0 +1,136 @@
+"""Chaos scenarios: each effect measured on the output, labels, guard rails, chunk invariance."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from trapsim.core.errors import ConfigError
+from trapsim.market.params import DEFAULT_PARAMS
+from trapsim.market.process import SyntheticMarket
+from trapsim.scenarios.chaos import ChaosInjector, Scenario, load_scenario
+from trapsim.service.config import RunConfig
+from trapsim.service.simulation import Simulation
+
+NS = 1_000_000_000
+HOUR = 3600
+
+
+def scenario(*phases, **kw) -> Scenario:
+    return Scenario.model_validate({"name": "t", "phases": list(phases), **kw})
+
+
+def run(sc: Scenario | None, hours: float = 40, seed: int = 5):
+    """Ticks and labels of a run without traps, with and without the scenario."""
+    cfg = RunConfig(duration=hours, sleep=0, seed=seed, frequency=0.0, market=DEFAULT_PARAMS,
+                    scenario=sc)
+    ts, price, volume, labels = [], [], [], []
+    for batch, lab in Simulation(cfg).batches():
+        ts.append(batch.ts)
+        price.append(batch.price)
+        volume.append(batch.volume)
+        labels += lab
+    return np.concatenate(ts), np.concatenate(price), np.concatenate(volume), labels
+
+
+@pytest.fixture(scope="module")
+def base():
+    return run(None)
+
+
+def test_price_shock_reaches_its_size_and_recovers(base):
+    sc = scenario({"type": "price_shock", "at": "2h", "shock_percentage": -15,
+                   "duration_seconds": 300, "pattern": "sudden_drop",
+                   "recovery_time_seconds": 1800})
+    ts, price, volume, labels = run(sc)
+    ratio = price / base[1]
+    assert np.allclose(ratio[:2 * HOUR], 1.0)
+    assert ratio[2 * HOUR + 300] == pytest.approx(0.85, rel=1e-9)  # full effect at 300 s
+    assert ratio.min() == pytest.approx(0.85, rel=1e-9)
+    assert np.allclose(ratio[2 * HOUR + 2100:], 1.0)  # recovered after 1,800 s more
+    assert np.array_equal(volume, base[2])
+    (lab,) = labels
+    assert (lab["kind"], lab["type"], lab["direction"], lab["magnitude"]) == (
+        "chaos", "price_shock", "down", 15.0)
+    assert lab["start_ts"] == ts[2 * HOUR] and lab["peak_ts"] == ts[2 * HOUR + 300]
+    assert lab["end_ts"] == ts[2 * HOUR + 2100]
+
+
+def test_market_crash_falls_surges_and_bounces_half_back(base):
+    sc = scenario({"type": "market_crash", "at": "1h", "crash_percentage": -18,
+                   "crash_duration_minutes": 240, "volume_spike_multiplier": 5,
+                   "volatility_multiplier": 3, "recovery_pattern": "slow_bounce"})
+    ts, price, volume, labels = run(sc)
+    bottom, end = HOUR + 4 * HOUR, HOUR + 28 * HOUR
+    ratio = price / base[1]
+    # Log offsets are exact; the volatility surge adds noise around them, so compare levels
+    # over an hour.
+    assert np.median(ratio[bottom - 600:bottom]) == pytest.approx(0.82, abs=0.02)
+    assert np.median(ratio[end:end + HOUR]) == pytest.approx(math.sqrt(0.82), abs=0.02)
+    assert np.allclose(volume[HOUR:bottom] / base[2][HOUR:bottom], 5.0)
+    r = np.diff(np.log(price))
+    r0 = np.diff(np.log(base[1]))
+    assert np.std(r[HOUR:bottom]) / np.std(r0[HOUR:bottom]) == pytest.approx(3.0, rel=0.1)
+    assert labels[0]["type"] == "market_crash" and labels[0]["end_ts"] == ts[0] + end * NS
+
+
+def test_volatility_spike_scales_returns_and_leaves_no_trend(base):
+    sc = scenario({"type": "volatility_spike", "at": "4h", "volatility_multiplier": 10,
+                   "duration_hours": 2, "pattern": "constant", "preserve_trend": True})
+    ts, price, _, labels = run(sc)
+    a, b = 4 * HOUR + 600, 6 * HOUR - 600  # inside the flat top
+    r, r0 = np.diff(np.log(price)), np.diff(np.log(base[1]))
+    assert np.allclose(r[a:b], 10 * r0[a:b])
+    assert np.allclose(price[6 * HOUR + 720 + 1:] / base[1][6 * HOUR + 720 + 1:], 1.0)
+    assert labels[0]["direction"] == "none" and labels[0]["magnitude"] == 10
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.lists(st.integers(1, 9000), min_size=1, max_size=5))
+def test_chaos_does_not_depend_on_chunk_cuts(sizes):
+    sc = scenario(
+        {"type": "price_shock", "at": "30m", "shock_percentage": 10, "duration_seconds": 600,
+         "recovery_time_seconds": 600},
+        {"type": "volatility_spike", "at": "1h", "volatility_multiplier": 4,
+         "duration_hours": 1, "pattern": "random_walk"},
+        {"type": "market_crash", "at": "90m", "crash_percentage": -10,
+         "crash_duration_minutes": 20, "recovery_pattern": "v_shape"})
+    n = sum(sizes)
+    chunk = SyntheticMarket(DEFAULT_PARAMS, seed=2, start_ts=0).next_chunk(n)
+    whole = ChaosInjector(sc, symbol="BTC-USD", start_ts=0, seed=2)
+    inj = ChaosInjector(sc, symbol="BTC-USD", start_ts=0, seed=2)
+    parts, lo = [], 0
+    for k in sizes:
+        part = type(chunk)(*(getattr(chunk, f)[lo:lo + k] for f in ("ts", "price", "volume",
+                                                                      "regime")))
+        parts.append(inj.apply(part))
+        lo += k
+    full = whole.apply(chunk)
+    assert np.array_equal(np.concatenate([p.price for p in parts]), full.price)
+    assert np.array_equal(np.concatenate([p.volume for p in parts]), full.volume)
+
+
+@pytest.mark.parametrize("phase, needle", [
+    ({"type": "price_shock", "at": "1h", "shock_percentage": -30, "duration_seconds": 60},
+     "exceeds max_deviation 25%"),
+    ({"type": "volatility_spike", "at": "1h", "volatility_multiplier": 2, "duration_hours": 50},
+     "beyond timeout_hours 48"),
+    ({"type": "price_shock", "at": "soon", "shock_percentage": -5, "duration_seconds": 60},
+     "not an offset"),
+    ({"type": "market_crash", "at": "1h", "crash_percentage": -10, "symbols": ["ETH-USD"]},
+     "not the run's BTC-USD"),
+])
+def test_guard_rails_refuse_out_of_range_requests(phase, needle):
+    with pytest.raises(ConfigError, match=needle):
+        ChaosInjector(scenario(phase), symbol="BTC-USD", start_ts=0, seed=0)
+
+
+def test_guard_rails_are_configurable(tmp_path):
+    phase = {"type": "price_shock", "at": "1h", "shock_percentage": -30, "duration_seconds": 60}
+    ChaosInjector(scenario(phase, max_deviation=0.4), symbol="BTC-USD", start_ts=0, seed=0)
+    path = tmp_path / "s.yaml"
+    path.write_text("name: x\nphases:\n  - {type: price_crash, at: 1h}\n")
+    with pytest.raises(ConfigError, match="s.yaml"):
+        load_scenario(path)
