@@ -18,6 +18,7 @@ from trapsim.market.calibration import (
     calibrate,
     classify_regimes,
 )
+from trapsim.market.multi import ETH_PARAMS
 from trapsim.market.params import DEFAULT_PARAMS, MarketParams, load_params
 from trapsim.market.process import SyntheticMarket
 from trapsim.market.realism import BANDS, minute_bars, stylized_facts
@@ -49,9 +50,11 @@ def facts_of_run(params: MarketParams, seed: int, start_ts: int, days: int = 30)
     return stylized_facts(*minute_bars(ts, price, volume))
 
 
-def test_default_params_are_the_calibration_of_the_2025_file():
-    fitted = fit(candles("BTC_USDT-1m.feather")).model_dump()
-    default = DEFAULT_PARAMS.model_dump()
+@pytest.mark.parametrize("name, params", [("BTC_USDT-1m.feather", DEFAULT_PARAMS),
+                                          ("ETH_USDT-1m.feather", ETH_PARAMS)])
+def test_default_params_are_the_calibration_of_the_2025_files(name, params):
+    fitted = fit(candles(name)).model_dump()
+    default = params.model_dump()
 
     def same(a, b):
         if isinstance(a, dict):

@@ -38,8 +38,10 @@ LEVELS = 10
 """Default price levels per side."""
 EVERY_S = 10.0
 """Default market seconds between snapshots."""
-TICK_SIZE = {"BTC-USD": 0.01}
-"""Price step of each symbol's book (quote currency)."""
+TICK_SIZE = {"BTC-USD": 0.01, "ETH-USD": 0.01, "USDT-USD": 0.0001, "BTC-ETH": 0.00001,
+             "BTC-USD-PERP": 0.1}
+"""Price step of each symbol's book (quote currency): Binance's BTCUSDT, ETHUSDT, USDCUSDT,
+ETHBTC and USDⓈ-M BTCUSDT."""
 PROFILE_POWER = 1.0
 """``a`` of the mean queue profile."""
 PROFILE_DECAY = 4.0
