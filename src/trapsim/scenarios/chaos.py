@@ -29,8 +29,10 @@ scenario, ``direction`` of the move, ``start_ts``, ``peak_ts`` (full effect),
   once), then back along a raised cosine over ``recovery_time_seconds``.
 - ``market_crash`` (crash_percentage, crash_duration_minutes, recovery_pattern
   ``v_shape`` | ``slow_bounce`` | ``none``, volume_spike_multiplier,
-  volatility_multiplier, symbols, correlation_increase): an accelerating fall of
-  ``crash_percentage`` over ``crash_duration_minutes`` with volume and
+  volatility_multiplier, symbols, correlation_increase): a fall of
+  ``crash_percentage`` over ``crash_duration_minutes`` (a third as an
+  accelerating drift, two thirds in :data:`CASCADES` one-minute liquidation
+  cascades at random times, the same for every symbol) with volume and
   volatility multiplied (decaying over the recovery), then a full recovery over
   twice the crash (``v_shape``), half of it over 24 h with the rest kept
   (``slow_bounce``, as BTC after 2024-08-05), or none; the level reached at the
@@ -42,10 +44,18 @@ scenario, ``direction`` of the move, ``start_ts``, ``peak_ts`` (full effect),
   duration; ``random_walk`` also varies it by a lognormal factor each minute);
   with ``preserve_trend`` the offset this builds fades back to 0 over a tenth of
   the duration afterwards, so the spike adds noise, not a trend.
+- ``stablecoin_depeg`` (symbol, target_deviation, duration_hours, pattern
+  ``crisis`` | ``gradual_linear``, recovery_hours, volatility_increase): the
+  peg falls to ``1 + target_deviation`` over ``duration_hours`` (a run: fast
+  first), then recovers exponentially, all but 1.8 % of the deviation gone after
+  ``recovery_hours``; the peg's noise is multiplied by up to
+  ``volatility_increase``. The defaults follow USDC in March 2023 (about −9 %
+  within 12 hours, back within 0.2 % after about three days).
 
 Guard rails (the seed's ``MAX_PRICE_DEVIATION`` and ``SCENARIO_TIMEOUT_HOURS``):
-no phase may move the price more than ``max_deviation`` (default 25 %) or last
-longer than ``timeout_hours`` (default 48 h); a request beyond them, or any
+no phase may move the price more than ``max_deviation`` (default 25 %) or
+manipulate it for longer than ``timeout_hours`` (default 48 h; the recovery that
+follows is the market's own and not bounded); a request beyond them, or any
 parameter out of range, is a :class:`~trapsim.core.errors.ConfigError` naming it.
 """
 
@@ -73,6 +83,10 @@ MAX_DEVIATION = 0.25
 """Default largest price move a phase may make (the seed's MAX_PRICE_DEVIATION)."""
 TIMEOUT_HOURS = 48.0
 """Default longest phase, hours (the seed's SCENARIO_TIMEOUT_HOURS)."""
+CASCADES = 8
+"""Liquidation cascades in a market crash."""
+CASCADE_NS = 60 * NS
+"""Length of one cascade's drop."""
 _OFFSET = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
 _UNIT_NS = {"s": NS, "m": MINUTE_NS, "h": HOUR_NS, "d": 24 * HOUR_NS}
 
@@ -109,7 +123,22 @@ class VolatilitySpike(FrozenModel):
     preserve_trend: bool = True
 
 
-Phase = Annotated[PriceShock | MarketCrash | VolatilitySpike, Field(discriminator="type")]
+class StablecoinDepeg(FrozenModel):
+    type: Literal["stablecoin_depeg"]
+    at: str
+    symbol: str = "USDT-USD"
+    target_deviation: float = Field(-0.09, ge=-0.99, le=0.99, description="Deviation at the "
+                                    "trough, a fraction of the peg (-0.09: 0.91).")
+    duration_hours: float = Field(12.0, gt=0, description="Time to the trough, hours.")
+    pattern: Literal["crisis", "gradual_linear"] = "crisis"
+    recovery_hours: float = Field(60.0, ge=0, description="Time for all but e^-4 (1.8 %) "
+                                  "of the deviation to go, hours.")
+    volatility_increase: float = Field(10.0, ge=1, description="Multiplier of the peg's "
+                                       "noise at the trough.")
+
+
+Phase = Annotated[PriceShock | MarketCrash | VolatilitySpike | StablecoinDepeg,
+                  Field(discriminator="type")]
 
 
 class Scenario(FrozenModel):
@@ -153,21 +182,24 @@ def offset_ns(text: str, where: str = "at") -> int:
     return round(float(m[1]) * _UNIT_NS[m[2]])
 
 
-def _extent(phase) -> tuple[float, float]:
-    """(largest relative move, duration in hours) of a phase."""
+def _extent(phase) -> tuple[float, float, float]:
+    """(largest relative move, hours of active manipulation, hours until recovered) of a
+    phase; the guard rails bound the first two, a label spans the last."""
     if isinstance(phase, PriceShock):
-        return abs(phase.shock_percentage) / 100, (phase.duration_seconds
-                                                    + phase.recovery_time_seconds) / 3600
+        active = phase.duration_seconds / 3600
+        return (abs(phase.shock_percentage) / 100, active,
+                active + phase.recovery_time_seconds / 3600)
     if isinstance(phase, MarketCrash):
-        return abs(phase.crash_percentage) / 100, _crash_hours(phase)
+        active = phase.crash_duration_minutes / 60
+        recover = {"v_shape": 2 * active, "slow_bounce": 24.0, "none": 0.0}[
+            phase.recovery_pattern]
+        return abs(phase.crash_percentage) / 100, active, active + recover
+    if isinstance(phase, StablecoinDepeg):
+        return (abs(phase.target_deviation), phase.duration_hours,
+                phase.duration_hours + phase.recovery_hours)
     # A spike has no set move; its multiplier and length are its extent.
-    return 0.0, phase.duration_hours * (1.1 if phase.preserve_trend else 1.0)
-
-
-def _crash_hours(p: MarketCrash) -> float:
-    crash_h = p.crash_duration_minutes / 60
-    return crash_h + {"v_shape": 2 * crash_h, "slow_bounce": 24.0, "none": 0.0}[
-        p.recovery_pattern]
+    return 0.0, phase.duration_hours, phase.duration_hours * (
+        1.1 if phase.preserve_trend else 1.0)
 
 
 def check(scenario: Scenario, where: str = "scenario") -> None:
@@ -181,7 +213,7 @@ def check(scenario: Scenario, where: str = "scenario") -> None:
     for i, phase in enumerate(scenario.phases):
         name = f"{where}: phases[{i}] ({phase.type})"
         offset_ns(phase.at, f"{name}.at")
-        move, hours = _extent(phase)
+        move, hours, _ = _extent(phase)
         if move > scenario.max_deviation:
             raise ConfigError(f"{name}: a {move:.0%} move exceeds max_deviation "
                               f"{scenario.max_deviation:.0%}")
@@ -207,6 +239,9 @@ class ChaosInjector:
         Run start, ns UTC (phases start at offsets from it).
     seed : int
         Run seed (the ``random_walk`` pattern draws from ``chaos/<symbol>``).
+    beta : float, default 1.0
+        The symbol's loading on the market: a crash of ``c`` moves its log price by
+        ``beta · ln(1 + c)`` (ETH falls further than BTC, as on 2024-08-05).
 
     Raises
     ------
@@ -215,8 +250,12 @@ class ChaosInjector:
         one of the run.
     """
 
-    def __init__(self, scenario: Scenario, *, symbol: str, start_ts: int, seed: int) -> None:
+    def __init__(self, scenario: Scenario, *, symbol: str, start_ts: int, seed: int,
+                 beta: float = 1.0) -> None:
         check(scenario)
+        self.beta = beta
+        self._seed = seed
+        self._cascade: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self.scenario = scenario
         self.symbol = symbol
         self._rng = rng_for(seed, f"chaos/{symbol}")
@@ -238,14 +277,19 @@ class ChaosInjector:
         """One label per phase (``kind`` ``chaos``; ``id`` left to the run)."""
         out = []
         for start, phase in self.phases:
-            move, hours = _extent(phase)
+            _, _, hours = _extent(phase)
             if isinstance(phase, PriceShock):
                 peak = start + round(phase.duration_seconds * NS)
                 direction = "down" if phase.shock_percentage < 0 else "up"
                 magnitude = abs(phase.shock_percentage)
             elif isinstance(phase, MarketCrash):
                 peak = start + round(phase.crash_duration_minutes * MINUTE_NS)
-                direction, magnitude = "down", abs(phase.crash_percentage)
+                direction = "down"
+                magnitude = 100 * (1 - (1 + phase.crash_percentage / 100) ** self.beta)
+            elif isinstance(phase, StablecoinDepeg):
+                peak = start + round(phase.duration_hours * HOUR_NS)
+                direction = "down" if phase.target_deviation < 0 else "up"
+                magnitude = abs(phase.target_deviation) * 100
             else:
                 peak = start + round(0.05 * phase.duration_hours * HOUR_NS)
                 direction, magnitude = "none", phase.volatility_multiplier
@@ -281,9 +325,13 @@ class ChaosInjector:
                 total += self._shock(phase, u)
                 continue
             if isinstance(phase, MarketCrash):
-                level, volume, m, end, fade = self._crash(phase, u)
-                total += level
+                level, volume, m, end, fade = self._crash(phase, u, start)
+                total += self.beta * level
                 vol_mult *= volume
+            elif isinstance(phase, StablecoinDepeg):
+                level, m = self._depeg(phase, u)
+                total += level
+                end, fade = None, None
             else:
                 m, end, fade = self._spike(phase, u)
             # This phase's offset from scaled returns, faded out after `end` if it must not stay.
@@ -306,13 +354,17 @@ class ChaosInjector:
         back = _raised_cosine((u - d) / r) if r > 0 else (u < d).astype(float)
         return np.where(u >= 0, full * np.where(u < d, shape, back), 0.0)
 
-    @staticmethod
-    def _crash(p: MarketCrash, u: np.ndarray):
+    def _crash(self, p: MarketCrash, u: np.ndarray, start: int):
         """Log offset, volume factor, return multiplier, end of the surge and its fade (ns)."""
         c = p.crash_duration_minutes * MINUTE_NS
         full = math.log1p(p.crash_percentage / 100)
         x = np.clip(u / c, 0.0, 1.0)
-        fall = 0.35 * x + 0.65 * x * x  # accelerating, as stops cascade
+        # A third of the fall drifts (accelerating); the rest comes in liquidation
+        # cascades, each a one-minute drop, at times and sizes fixed per crash (the same
+        # for every symbol): the fat-tailed minutes of a real crash.
+        at, share = self._cascades(p, start)
+        steps = np.clip((u[:, None] - at[None, :]) / CASCADE_NS, 0.0, 1.0) @ share
+        fall = (0.35 * x + 0.65 * x * x) / 3 + 2 / 3 * steps
         recover, keep = {"v_shape": (2 * c, 0.0), "slow_bounce": (24 * HOUR_NS, 0.5),
                          "none": (0.0, 1.0)}[p.recovery_pattern]
         after = u - c
@@ -325,6 +377,26 @@ class ChaosInjector:
         volume = 1 + (p.volume_spike_multiplier - 1) * surge
         m = 1 + (p.volatility_multiplier - 1) * surge
         return offset, volume, m, c, fade_len
+
+    def _cascades(self, p: MarketCrash, start: int) -> tuple[np.ndarray, np.ndarray]:
+        """Start times (ns after the crash start) and shares of a crash's cascades."""
+        if start not in self._cascade:
+            rng = rng_for(self._seed, f"chaos/crash/{start}")
+            c = p.crash_duration_minutes * MINUTE_NS - CASCADE_NS
+            at = np.sort(rng.uniform(0.0, max(c, 0.0), CASCADES))
+            self._cascade[start] = (at, rng.dirichlet(np.ones(CASCADES)))
+        return self._cascade[start]
+
+    @staticmethod
+    def _depeg(p: StablecoinDepeg, u: np.ndarray):
+        """Log offset and noise multiplier of a depeg at times ``u`` after its start (ns)."""
+        d = p.duration_hours * HOUR_NS
+        x = np.clip(u / d, 0.0, 1.0)
+        shape = 1 - (1 - x) ** 2 if p.pattern == "crisis" else x  # a run on the coin
+        tau = p.recovery_hours * HOUR_NS / 4
+        back = np.exp(-np.maximum(u - d, 0.0) / tau) if tau > 0 else (u <= d).astype(float)
+        level = np.where(u < 0, 0.0, np.where(u < d, shape, back))
+        return math.log1p(p.target_deviation) * level, 1 + (p.volatility_increase - 1) * level
 
     def _spike(self, p: VolatilitySpike, u: np.ndarray):
         """Return multiplier, end (ns after the start) and fade length (None: keep)."""
