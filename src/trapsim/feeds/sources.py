@@ -149,10 +149,10 @@ class FeedManager:
         """Per source: state, last price time (ISO), errors and the last error; and the primary."""
         return {
             "primary": self.primary,
-            "sources": {name: {"state": h.state, "priority": s.priority,
-                               "last": iso(h.last_ns) if h.last_ns else None,
-                               "errors": h.errors, "last_error": h.last_error}
-                        for s in self.sources for name, h in [(s.name, self.health[s.name])]},
+            "sources": {s.name: {"state": h.state, "priority": s.priority,
+                                 "last": iso(h.last_ns) if h.last_ns else None,
+                                 "errors": h.errors, "last_error": h.last_error}
+                        for s in self.sources if (h := self.health[s.name])},
         }
 
     async def run(self) -> AsyncIterator[Published]:

@@ -47,7 +47,7 @@ from trapsim.core.seeding import rng_for
 from trapsim.core.time import HOUR_NS
 from trapsim.market.base import BaseChunk
 from trapsim.market.params import DEFAULT_PARAMS, MarketParams, load_params
-from trapsim.market.process import SECONDS_PER_YEAR, SyntheticMarket
+from trapsim.market.process import SECONDS_PER_YEAR, SyntheticMarket, base_variance_per_s
 
 SYMBOLS = ("BTC-USD", "ETH-USD", "USDT-USD", "BTC-ETH", "BTC-USD-PERP")
 """The symbols a multi-asset run can hold, primary markets first."""
@@ -125,12 +125,6 @@ def _ou(x0, a, b, eps, out):
     return x
 
 
-def _stationary_sd(params: MarketParams) -> float:
-    """Per-second volatility of a market's base returns (stationary mix of its regimes)."""
-    ann = np.asarray(params.regimes.ann_vol)
-    return float(np.sqrt(params.regimes.stationary() @ ann**2 / SECONDS_PER_YEAR))
-
-
 class MultiAssetMarket:
     """Base ticks of several symbols on one 1-second clock (this module's model).
 
@@ -171,10 +165,9 @@ class MultiAssetMarket:
             self._eth = SyntheticMarket(eth_params, seed=seed, start_ts=start_ts,
                                         volatility=volatility * math.sqrt(1 - RHO_1M**2),
                                         symbol="ETH-USD")
-            self._beta = RHO_1M * _stationary_sd(eth_params) / _stationary_sd(btc_params)
-            self._eth0 = math.log(eth_params.initial_price)
+            self._beta = RHO_1M * math.sqrt(
+                base_variance_per_s(eth_params) / base_variance_per_s(btc_params))
             self._btc0 = math.log(btc_params.initial_price)
-            self._idio0 = self._eth0
         self._usdt_rng = rng_for(seed, "market/USDT-USD")
         self._usdt_x = USDT_OU_SD * self._usdt_rng.standard_normal()
         self._basis_rng = rng_for(seed, "market/BTC-USD-PERP")
@@ -195,8 +188,8 @@ class MultiAssetMarket:
         out = {"BTC-USD": btc}
         if self._eth is not None:
             idio = self._eth.next_chunk(n)
-            lp = (self._eth0 + self._beta * (np.log(btc.price) - self._btc0)
-                  + (np.log(idio.price) - self._idio0))
+            # The ETH market of its own starts at ETH's price: add BTC's move since the start.
+            lp = np.log(idio.price) + self._beta * (np.log(btc.price) - self._btc0)
             out["ETH-USD"] = BaseChunk(btc.ts, np.exp(lp), idio.volume, btc.regime)
             if "BTC-ETH" in self.symbols:
                 out["BTC-ETH"] = BaseChunk(btc.ts, btc.price / out["ETH-USD"].price,

@@ -122,6 +122,14 @@ _SECONDS_PER_DAY = DAY_NS // NS
 _HOURS_PER_WEEK = 168
 
 
+def base_variance_per_s(params: MarketParams) -> float:
+    """Long-run mean variance of 1-second base log returns at volatility 1: the regimes'
+    diffusive variances weighted by their stationary shares (seasonality and factors have
+    mean 1)."""
+    ann = np.asarray(params.regimes.ann_vol)
+    return float(params.regimes.stationary() @ ann**2) / SECONDS_PER_YEAR
+
+
 def week_profile(hourly, weekday) -> np.ndarray:
     """Product profile of each hour of the week, hour 0 = Monday 00:00 UTC.
 

@@ -37,7 +37,7 @@ from trapsim.core.errors import DataError
 from trapsim.core.seeding import rng_for
 from trapsim.core.time import HOUR_NS, NS
 from trapsim.market.params import MarketParams
-from trapsim.market.process import SECONDS_PER_YEAR, week_profile
+from trapsim.market.process import base_variance_per_s, week_profile
 
 # Spreads are kept this relative hair inside [min_bps, max_bps] so that the bounds
 # still hold after the float rounding of bid, ask and mid.
@@ -125,8 +125,7 @@ class SpreadModel:
         sp = params.spread
         self.symbol = symbol
         self._rng = rng_for(seed, f"spread/{symbol}")
-        ann = np.asarray(params.regimes.ann_vol)
-        self._var_ref = float(params.regimes.stationary() @ ann**2) / SECONDS_PER_YEAR
+        self._var_ref = base_variance_per_s(params)
         self._vol_ref = params.volume.mean_per_minute / 60.0
         season = week_profile(params.seasonality.hour_volume, params.seasonality.weekday_volume)
         self._log_liquidity = -sp.season_elasticity * np.log(season / season.mean())

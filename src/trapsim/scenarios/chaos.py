@@ -313,14 +313,13 @@ class ChaosInjector:
         ts = chunk.ts
         if not len(ts) or not self.phases:
             return chunk
-        t = ts.astype(np.float64)
         lp = np.log(chunk.price)
         d = np.diff(lp, prepend=lp[0] if self._last_lp is None else self._last_lp)
         self._last_lp = float(lp[-1])
         total = np.zeros(len(ts))
         vol_mult = np.ones(len(ts))
         for i, (start, phase) in enumerate(self.phases):
-            u = t - float(start)
+            u = (ts - start).astype(np.float64)  # ns since the phase began, exact
             if isinstance(phase, PriceShock):
                 total += self._shock(phase, u)
                 continue

@@ -67,15 +67,16 @@ class _Tally:
         (the bookTicker stream reports every change of the best levels)."""
         quotes = sorted(self._quotes, key=lambda q: q.update_id)
         ids = [q.update_id for q in quotes]
-        agree = 0
+        agree = disagree = 0
         for top in self._tops:
             i = bisect.bisect_right(ids, top.update_id) - 1
             if i >= 0:
                 q = quotes[i]
-                agree += (q.bid, q.bid_qty, q.ask, q.ask_qty) == (
+                same = (q.bid, q.bid_qty, q.ask, q.ask_qty) == (
                     top.bid, top.bid_qty, top.ask, top.ask_qty)
-        checked = sum(1 for t in self._tops if ids and ids[0] <= t.update_id)
-        return agree, checked - agree
+                agree += same
+                disagree += not same
+        return agree, disagree
 
     def status(self) -> Text:
         t, b = self.last_trade, self.last_top
