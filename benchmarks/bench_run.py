@@ -54,9 +54,9 @@ def generation_rate(days: float, seed: int = 1) -> tuple[float, int, int]:
         sim = Simulation(RunConfig(duration=days * 24, sleep=0, seed=seed, market=DEFAULT_PARAMS))
         n = traps = 0
         t = time.perf_counter()
-        for ticks, labels in sim.batches():
-            n += len(ticks)
-            traps += len(labels)
+        for step in sim.batches():
+            n += len(step.ticks["BTC-USD"])
+            traps += len(step.labels)
         best = min(best, time.perf_counter() - t)
     return n / best, n, traps
 

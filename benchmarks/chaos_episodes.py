@@ -35,7 +35,7 @@ def synthetic(phase: dict, symbols: tuple[str, ...], hours: int) -> dict[str, pd
     """Minute closes and volumes of the symbols with the phase applied."""
     market = MultiAssetMarket(symbols, seed=1, start_ts=START)
     sc = Scenario.model_validate({"name": "default", "phases": [phase]})
-    beta = {"ETH-USD": getattr(market, "_beta", 1.0)}
+    beta = {"ETH-USD": getattr(market, "beta", 1.0)}
     inject = {s: ChaosInjector(sc, symbol=s, start_ts=START, seed=1, beta=beta.get(s, 1.0))
               for s in symbols}
     out: dict[str, list] = {s: [] for s in symbols}

@@ -64,6 +64,14 @@ def run(
             help="Market start, ISO 8601 UTC (default 2025-01-06T00:00:00Z; synthetic only)."
         ),
     ] = None,
+    symbols: Annotated[
+        str | None,
+        typer.Option(
+            metavar="LIST",
+            help="Symbols simulated together, comma-separated, from BTC-USD, ETH-USD, USDT-USD, "
+            "BTC-ETH, BTC-USD-PERP (default BTC-USD; BTC-USD is always one).",
+        ),
+    ] = None,
     replay: Annotated[
         Path | None,
         typer.Option(help="Replay 1-minute candles (CSV, Parquet, Feather) instead of simulating."),
@@ -75,7 +83,8 @@ def run(
         Path | None,
         typer.Option(
             metavar="FILE",
-            help="Chaos scenario YAML (price_shock, market_crash, volatility_spike phases).",
+            help="Chaos scenario YAML: price_shock, market_crash, volatility_spike, "
+            "stablecoin_depeg, gradual_divergence, correlation_break, feed_disruption phases.",
         ),
     ] = None,
     depth_every: Annotated[
@@ -201,11 +210,12 @@ def run(
         Path | None, typer.Option(metavar="FILE", help=SETTINGS_HELP, rich_help_panel="Settings")
     ] = None,
 ) -> None:
-    """Simulate BTC-USD ticks with labelled traps into a run directory (and Redis, SQL).
+    """Simulate ticks with labelled traps and chaos into a run directory (and Redis, SQL).
 
     Writes ticks.parquet, labels.parquet, hf_activations.parquet,
     candles_<1m…1d>.parquet, depth.parquet (L2 snapshots), stats.json and config.yaml
-    (and detections.parquet with --detect). Ctrl-C or SIGTERM stops
+    (and detections.parquet with --detect, funding.parquet with BTC-USD-PERP,
+    feed.parquet with a feed_disruption); every stream has a symbol column. Ctrl-C or SIGTERM stops
     cleanly: everything is flushed and the report printed.
 
     Every option except --config, --out and --settings can also come from a
@@ -226,6 +236,7 @@ def run(
             "sleep": sleep,
             "seed": seed,
             "start": start,
+            "symbols": symbols,
             "replay": replay,
             "params": params,
             "scenario": scenario,

@@ -71,7 +71,8 @@ def facts_of_default_run(params: MarketParams, seed: int, start_ts: int, days: i
     sim = Simulation(RunConfig(duration=24 * days, sleep=0, seed=seed, start=iso(start_ts),
                                market=params))
     ts, price, volume = [], [], []
-    for ticks, _ in sim.batches():
+    for step in sim.batches():
+        ticks = step.ticks["BTC-USD"]
         ts.append(ticks.ts)
         price.append(ticks.price)
         volume.append(ticks.volume)

@@ -28,7 +28,8 @@ def default_run_facts(seed: int) -> dict:
     sim = Simulation(RunConfig(duration=720, sleep=0, seed=seed, market=DEFAULT_PARAMS))
     assert sim.cfg.frequency == 0.2  # the default trap frequency
     ts, price, volume = [], [], []
-    for ticks, _ in sim.batches():
+    for step in sim.batches():
+        ticks = step.ticks["BTC-USD"]
         ts.append(ticks.ts)
         price.append(ticks.price)
         volume.append(ticks.volume)

@@ -8,12 +8,16 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 import redis
+from rich.console import Console
 
 from tests.store.conftest import free_port, run_sim, stream_rows
 from trapsim.core.errors import ConfigError, SinkError
 from trapsim.core.schemas import TickBatch
 from trapsim.core.time import DAY_NS, NS, iso
 from trapsim.store import resilient
+from trapsim.scenarios.chaos import Scenario
+from trapsim.service.config import RunConfig
+from trapsim.service.runner import Runner
 from trapsim.store.redis import HISTORY_CAP, RedisSink, _Keys, _RedisBackend
 
 MIDNIGHT = 1736208000 * NS  # 2025-01-07T00:00:00Z
@@ -377,7 +381,7 @@ def test_server_restarted_mid_run_loses_and_duplicates_nothing(tmp_path, private
 
 
 def test_a_batch_whose_reply_was_lost_is_not_applied_again(redis_url, rclient, prefix):
-    keys = _Keys(prefix, "btc", "lost-reply")
+    keys = _Keys(prefix, ("BTC-USD",), "lost-reply")
     backend = _RedisBackend(redis_url, keys, history_cap=10, list_cap=10, day_ttl_s=60, clear=False)
     listener = rclient.pubsub()
     listener.subscribe(keys.events)
@@ -395,3 +399,32 @@ def test_a_batch_whose_reply_was_lost_is_not_applied_again(redis_url, rclient, p
     assert events == ['{"event":"trap","id":1}', '{"event":"trap","id":2}']
     listener.close()
     backend.close()
+
+
+def test_several_symbols_get_their_own_keys_and_subscribers_the_faulty_feed(
+        tmp_path, redis_url, rclient, prefix):
+    symbols = ("BTC-USD", "ETH-USD", "BTC-USD-PERP")
+    sc = Scenario.model_validate({"name": "f", "phases": [
+        {"type": "feed_disruption", "at": "8h", "mode": "outage", "duration_seconds": 600,
+         "affect_symbols": ["ETH-USD"]}]})
+    cfg = RunConfig(duration=9, sleep=0, seed=4, symbols=symbols, scenario=sc)
+    sink = RedisSink(redis_url, run_id="multi", prefix=prefix, symbols=symbols)
+    Runner(cfg, tmp_path / "run", Console(quiet=True), extra_sinks=(sink,)).run()
+    ticks = stream_rows(tmp_path / "run", "ticks")
+    feed = stream_rows(tmp_path / "run", "feed")
+    for symbol, asset in (("BTC-USD", "btc"), ("ETH-USD", "eth"), ("BTC-USD-PERP", "btc_perp")):
+        mine = [r for r in ticks if r["symbol"] == symbol]
+        assert float(rclient.get(f"{prefix}last_{asset}_price")) == mine[-1]["price"]
+        assert json.loads(rclient.get(f"{prefix}orderbook_{asset}"))["bids"]
+    day = day_key(prefix, ticks[-1]["ts"]).replace("price_history:", "price_history_eth:")
+    got = [ts for ts, _, _ in read_day(rclient, day)][::-1]
+    # Redis holds what subscribers got: ETH's ten-minute outage is missing there, not in ticks.
+    sent = [r["ts"] for r in feed if r["symbol"] == "ETH-USD"]
+    assert got == sent[-len(got):] and len(got) == HISTORY_CAP
+    start = ticks[0]["ts"]
+    outage = [t for t in got if 8 * 3600 <= (t - start) // NS < 8 * 3600 + 600]
+    assert not outage and len(sent) == 9 * 3600 - 600
+    funding = [json.loads(x) for x in rclient.lrange(prefix + "funding_history", 0, -1)]
+    assert [f["ts"] for f in funding] == [iso(r["ts"]) for r in
+                                          stream_rows(tmp_path / "run", "funding")][::-1]
+    assert len(funding) == 1  # 08:00 UTC

@@ -80,6 +80,26 @@ DEPTH = pa.schema(
 """L2 depth snapshots, long format: per snapshot time, ``side`` ``bid`` or ``ask``, ``level``
 0 = best; ``price`` in quote currency, ``qty`` resting base units."""
 
+FUNDING = pa.schema(
+    [("ts", TS), ("symbol", pa.string()), ("rate", pa.float64()), ("mark_price", pa.float64())]
+)
+"""Funding events of a perpetual: ``rate`` per funding interval as a fraction (longs pay
+shorts when positive), ``mark_price`` the perpetual's price at ``ts``."""
+
+FEED = pa.schema(
+    [
+        ("ts", TS),
+        ("recv_ts", TS),
+        ("symbol", pa.string()),
+        ("price", pa.float64()),
+        ("bid", pa.float64()),
+        ("ask", pa.float64()),
+        ("volume", pa.float64()),
+    ]
+)
+"""What subscribers received during a run with feed faults: each delivered tick with the
+market time it describes (``ts``) and the time it arrived (``recv_ts``)."""
+
 HF_ACTIVATIONS = pa.schema(
     [
         ("start_ts", TS),

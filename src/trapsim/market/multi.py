@@ -165,7 +165,8 @@ class MultiAssetMarket:
             self._eth = SyntheticMarket(eth_params, seed=seed, start_ts=start_ts,
                                         volatility=volatility * math.sqrt(1 - RHO_1M**2),
                                         symbol="ETH-USD")
-            self._beta = RHO_1M * math.sqrt(
+            # ETH's loading on BTC's log returns.
+            self.beta = RHO_1M * math.sqrt(
                 base_variance_per_s(eth_params) / base_variance_per_s(btc_params))
             self._btc0 = math.log(btc_params.initial_price)
         self._usdt_rng = rng_for(seed, "market/USDT-USD")
@@ -189,7 +190,7 @@ class MultiAssetMarket:
         if self._eth is not None:
             idio = self._eth.next_chunk(n)
             # The ETH market of its own starts at ETH's price: add BTC's move since the start.
-            lp = np.log(idio.price) + self._beta * (np.log(btc.price) - self._btc0)
+            lp = np.log(idio.price) + self.beta * (np.log(btc.price) - self._btc0)
             out["ETH-USD"] = BaseChunk(btc.ts, np.exp(lp), idio.volume, btc.regime)
             if "BTC-ETH" in self.symbols:
                 out["BTC-ETH"] = BaseChunk(btc.ts, btc.price / out["ETH-USD"].price,

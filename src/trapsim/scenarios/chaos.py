@@ -76,6 +76,7 @@ from trapsim.core.errors import ConfigError
 from trapsim.core.seeding import rng_for
 from trapsim.core.time import HOUR_NS, MINUTE_NS, NS, iso
 from trapsim.market.base import BaseChunk
+from trapsim.market.multi import RHO_1M
 
 log = logging.getLogger("trapsim.scenarios")
 
@@ -87,6 +88,10 @@ CASCADES = 8
 """Liquidation cascades in a market crash."""
 CASCADE_NS = 60 * NS
 """Length of one cascade's drop."""
+LAG_S = 3600
+"""A correlation break's uncorrelated stand-in for the reference's return: its return
+this many seconds before (returns have no memory at an hour; their size does, so the
+volatility stays)."""
 _OFFSET = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
 _UNIT_NS = {"s": NS, "m": MINUTE_NS, "h": HOUR_NS, "d": 24 * HOUR_NS}
 
@@ -137,8 +142,48 @@ class StablecoinDepeg(FrozenModel):
                                        "noise at the trough.")
 
 
-Phase = Annotated[PriceShock | MarketCrash | VolatilitySpike | StablecoinDepeg,
+class GradualDivergence(FrozenModel):
+    type: Literal["gradual_divergence"]
+    at: str
+    base_symbol: str = "BTC-USD"
+    target_symbol: str = "BTC-USD-PERP"
+    max_spread_bps: float = Field(500.0, ge=-9900, le=100_000, description="Move of the "
+                                  "target against the base at full effect, bps.")
+    buildup_hours: float = Field(4.0, gt=0)
+    sustain_hours: float = Field(8.0, ge=0)
+    recovery_hours: float = Field(2.0, ge=0)
+
+
+class CorrelationBreak(FrozenModel):
+    type: Literal["correlation_break"]
+    at: str
+    symbol: Literal["ETH-USD"] = "ETH-USD"
+    reference_symbol: Literal["BTC-USD"] = "BTC-USD"
+    target_correlation: float = Field(0.0, ge=-0.7, le=0.7, description="Correlation of "
+                                      "1-second log returns with the reference during the "
+                                      "break (normally 0.74).")
+    duration_hours: float = Field(6.0, gt=0)
+
+
+class FeedDisruption(FrozenModel):
+    type: Literal["feed_disruption"]
+    at: str
+    source: str = Field("synthetic", description="The source whose feed fails: the run's "
+                        "own (synthetic) or a named source of a consensus run.")
+    affect_symbols: tuple[str, ...] = ("BTC-USD", "ETH-USD")
+    mode: Literal["degraded", "stale", "outage"] = Field(
+        "degraded", description="degraded: packet loss and latency; stale: the last price "
+        "before the fault repeated; outage: nothing delivered.")
+    packet_loss_percentage: float = Field(20.0, ge=0, le=100)
+    latency_ms: float = Field(2000.0, ge=0, le=3_600_000)
+    duration_seconds: float = Field(3600.0, gt=0)
+
+
+Phase = Annotated[PriceShock | MarketCrash | VolatilitySpike | StablecoinDepeg
+                  | GradualDivergence | CorrelationBreak | FeedDisruption,
                   Field(discriminator="type")]
+MARKET_SYMBOLS = ("BTC-USD", "ETH-USD", "USDT-USD")
+"""Symbols with a market of their own; BTC-ETH and the perpetual follow their legs."""
 
 
 class Scenario(FrozenModel):
@@ -197,9 +242,59 @@ def _extent(phase) -> tuple[float, float, float]:
     if isinstance(phase, StablecoinDepeg):
         return (abs(phase.target_deviation), phase.duration_hours,
                 phase.duration_hours + phase.recovery_hours)
+    if isinstance(phase, GradualDivergence):
+        active = phase.buildup_hours + phase.sustain_hours
+        return (abs(math.expm1(math.log1p(phase.max_spread_bps / 1e4))), active,
+                active + phase.recovery_hours)
+    if isinstance(phase, FeedDisruption):
+        hours = phase.duration_seconds / 3600
+        return 0.0, hours, hours
+    if isinstance(phase, CorrelationBreak):
+        return 0.0, phase.duration_hours, phase.duration_hours
     # A spike has no set move; its multiplier and length are its extent.
     return 0.0, phase.duration_hours, phase.duration_hours * (
         1.1 if phase.preserve_trend else 1.0)
+
+
+def phase_symbols(phase) -> tuple[str, ...]:
+    """The symbols a phase needs in the run (any one of them for a crash)."""
+    if isinstance(phase, MarketCrash):
+        return phase.symbols
+    if isinstance(phase, GradualDivergence):
+        return phase.base_symbol, phase.target_symbol
+    if isinstance(phase, CorrelationBreak):
+        return phase.symbol, phase.reference_symbol
+    if isinstance(phase, FeedDisruption):
+        return phase.affect_symbols
+    return (phase.symbol,)
+
+
+def check_symbols(scenario: Scenario, symbols: tuple[str, ...]) -> None:
+    """Check that every phase can act on a run of ``symbols``.
+
+    Raises
+    ------
+    ConfigError
+        Naming the phase: a symbol it needs is not in the run, or it would move
+        BTC-ETH, which is always BTC-USD / ETH-USD (move a leg instead).
+    """
+    for i, phase in enumerate(scenario.phases):
+        name = f"scenario {scenario.name}: phases[{i}] ({phase.type})"
+        need = phase_symbols(phase)
+        if isinstance(phase, MarketCrash | FeedDisruption):
+            if not set(need) & set(symbols):
+                raise ConfigError(f"{name} lists {list(need)}, none of the run's symbols "
+                                  f"{', '.join(symbols)}")
+            continue
+        missing = [sym for sym in need if sym not in symbols]
+        if missing:
+            raise ConfigError(f"{name} needs {', '.join(missing)} in the run's symbols "
+                              f"({', '.join(symbols)})")
+        moved = phase.target_symbol if isinstance(phase, GradualDivergence) else need[0]
+        if moved == "BTC-ETH":
+            raise ConfigError(f"{name}: BTC-ETH is always BTC-USD / ETH-USD; move a leg")
+        if isinstance(phase, GradualDivergence) and phase.base_symbol == phase.target_symbol:
+            raise ConfigError(f"{name}: base_symbol and target_symbol are the same")
 
 
 def check(scenario: Scenario, where: str = "scenario") -> None:
@@ -220,6 +315,12 @@ def check(scenario: Scenario, where: str = "scenario") -> None:
         if hours > scenario.timeout_hours:
             raise ConfigError(f"{name}: lasts {hours:g} h, beyond timeout_hours "
                               f"{scenario.timeout_hours:g}")
+
+
+def _running_sum(carry: float, x: np.ndarray) -> np.ndarray:
+    """``carry + x[0], carry + x[0] + x[1], …`` added in that order, so a sum carried over
+    chunk cuts is the same to the bit as one over the whole."""
+    return np.add.accumulate(np.concatenate([[carry], x]))[1:]
 
 
 def _raised_cosine(u: np.ndarray) -> np.ndarray:
@@ -260,18 +361,24 @@ class ChaosInjector:
         self.symbol = symbol
         self._rng = rng_for(seed, f"chaos/{symbol}")
         self._walk: list[float] = []  # per-minute factors of random_walk spikes, in order
-        self.phases = []
-        for phase in scenario.phases:
-            if isinstance(phase, MarketCrash):
-                if symbol not in phase.symbols:
-                    raise ConfigError(f"market_crash lists {list(phase.symbols)}, "
-                                      f"not the run's {symbol}")
-            elif phase.symbol != symbol:
-                continue
-            self.phases.append((start_ts + offset_ns(phase.at), phase))
+        self.phases = [(start_ts + offset_ns(phase.at), phase) for phase in scenario.phases
+                       if self._moves(phase)]
         self.phases.sort(key=lambda p: p[0])
         self._raw: dict[int, float] = {}  # per phase: offset from scaled returns so far
         self._last_lp: float | None = None
+        # Correlation breaks: the reference's last log price and its last LAG_S log returns.
+        self._ref_lp: float | None = None
+        self._ref_tail = np.zeros(LAG_S)
+
+    def _moves(self, phase) -> bool:
+        """Whether ``phase`` moves this symbol's own market."""
+        if isinstance(phase, MarketCrash):
+            return self.symbol in phase.symbols and self.symbol in MARKET_SYMBOLS
+        if isinstance(phase, GradualDivergence):
+            return phase.target_symbol == self.symbol
+        if isinstance(phase, FeedDisruption):
+            return False  # what subscribers receive, not the market
+        return phase.symbol == self.symbol
 
     def labels(self) -> list[dict]:
         """One label per phase (``kind`` ``chaos``; ``id`` left to the run)."""
@@ -290,6 +397,13 @@ class ChaosInjector:
                 peak = start + round(phase.duration_hours * HOUR_NS)
                 direction = "down" if phase.target_deviation < 0 else "up"
                 magnitude = abs(phase.target_deviation) * 100
+            elif isinstance(phase, GradualDivergence):
+                peak = start + round(phase.buildup_hours * HOUR_NS)
+                direction = "down" if phase.max_spread_bps < 0 else "up"
+                magnitude = abs(phase.max_spread_bps) / 100
+            elif isinstance(phase, CorrelationBreak):
+                peak = start
+                direction, magnitude = "none", phase.target_correlation
             else:
                 peak = start + round(0.05 * phase.duration_hours * HOUR_NS)
                 direction, magnitude = "none", phase.volatility_multiplier
@@ -301,8 +415,11 @@ class ChaosInjector:
                         "params": params})
         return out
 
-    def apply(self, chunk: BaseChunk) -> BaseChunk:
+    def apply(self, chunk: BaseChunk, reference: BaseChunk | None = None) -> BaseChunk:
         """The chunk with the phases' moves in price and volume (consecutive chunks, in order).
+
+        ``reference`` is the BTC-USD base chunk of the same ticks, needed by a
+        ``correlation_break`` (ETH-USD's loading is on BTC-USD's base returns).
 
         Price moves are log offsets that depend only on the time; a volatility
         multiplier ``m`` adds ``(m - 1)`` times each 1-second log return to an
@@ -318,10 +435,21 @@ class ChaosInjector:
         self._last_lp = float(lp[-1])
         total = np.zeros(len(ts))
         vol_mult = np.ones(len(ts))
+        lagged = None
         for i, (start, phase) in enumerate(self.phases):
             u = (ts - start).astype(np.float64)  # ns since the phase began, exact
             if isinstance(phase, PriceShock):
                 total += self._shock(phase, u)
+                continue
+            if isinstance(phase, GradualDivergence):
+                total += self._divergence(phase, u)
+                continue
+            if isinstance(phase, CorrelationBreak):
+                if lagged is None:
+                    if reference is None or len(reference) != len(ts):
+                        raise ValueError("correlation_break needs the reference chunk")
+                    lagged = self._reference_returns(reference)
+                total += self._decouple(i, phase, u, *lagged)
                 continue
             if isinstance(phase, MarketCrash):
                 level, volume, m, end, fade = self._crash(phase, u, start)
@@ -334,13 +462,45 @@ class ChaosInjector:
             else:
                 m, end, fade = self._spike(phase, u)
             # This phase's offset from scaled returns, faded out after `end` if it must not stay.
-            raw = self._raw.get(i, 0.0) + np.cumsum((m - 1.0) * d)
+            raw = _running_sum(self._raw.get(i, 0.0), (m - 1.0) * d)
             self._raw[i] = float(raw[-1])
             if fade is not None:
                 raw = raw * np.where(u > end, _raised_cosine((u - end) / fade), 1.0)
             total += raw
-        return BaseChunk(ts, np.exp(lp + total) if np.any(total) else chunk.price,
-                         chunk.volume * vol_mult, chunk.regime)
+        # Untouched ticks keep their price to the bit (exp(log(p)) may differ from p).
+        price = np.where(total != 0, np.exp(lp + total), chunk.price) if np.any(total) \
+            else chunk.price
+        return BaseChunk(ts, price, chunk.volume * vol_mult, chunk.regime)
+
+    def _reference_returns(self, ref: BaseChunk) -> tuple[np.ndarray, np.ndarray]:
+        """The reference's 1-second log returns, and the same lagged by :data:`LAG_S`."""
+        lp = np.log(ref.price)
+        r = np.diff(lp, prepend=lp[0] if self._ref_lp is None else self._ref_lp)
+        self._ref_lp = float(lp[-1])
+        both = np.concatenate([self._ref_tail, r])
+        self._ref_tail = both[-LAG_S:]
+        return r, both[:len(r)]
+
+    def _decouple(self, i: int, p: CorrelationBreak, u: np.ndarray, r: np.ndarray,
+                  lagged: np.ndarray) -> np.ndarray:
+        """Offset that swaps part of the loading ``beta · r`` for ``beta · r`` of an hour
+        before (uncorrelated with now, same distribution): correlation ``ρ · k`` with
+        ``k = target / ρ`` (ρ = :data:`~trapsim.market.multi.RHO_1M`) while the variance stays."""
+        k = p.target_correlation / RHO_1M
+        inside = (u >= 0) & (u < p.duration_hours * HOUR_NS)
+        step = np.where(inside, self.beta * ((k - 1) * r + math.sqrt(1 - k * k) * lagged), 0.0)
+        raw = _running_sum(self._raw.get(i, 0.0), step)
+        self._raw[i] = float(raw[-1])
+        return raw  # the level reached stays: a decoupled market does not snap back
+
+    @staticmethod
+    def _divergence(p: GradualDivergence, u: np.ndarray) -> np.ndarray:
+        """Log offset of the target: a linear build-up, a plateau, a linear return."""
+        full = math.log1p(p.max_spread_bps / 1e4)
+        b, s_, r = (h * HOUR_NS for h in (p.buildup_hours, p.sustain_hours, p.recovery_hours))
+        up = np.clip(u / b, 0.0, 1.0)
+        down = np.clip((u - b - s_) / r, 0.0, 1.0) if r > 0 else (u >= b + s_).astype(float)
+        return np.where(u >= 0, full * up * (1 - down), 0.0)
 
     @staticmethod
     def _shock(p: PriceShock, u: np.ndarray) -> np.ndarray:
@@ -413,13 +573,14 @@ class ChaosInjector:
             m = np.where(inside, 1 + (m - 1) * walk, m)
         return m, length, (0.1 * length if p.preserve_trend else None)
 
-    def announce(self, label: dict) -> None:
-        """Log the start of a phase as one JSON line (the seed's structured log)."""
-        p = label["params"]
-        event = {"timestamp": iso(label["start_ts"]), "level": "info",
-                 "service": "trapsim", "correlation_id": f"{p['scenario']}-{label['id']}",
-                 "event": "price_manipulation_started" if label["type"] == "price_shock"
-                 else f"{label['type']}_started",
-                 "symbol": label["symbol"], "scenario_type": label["type"], **{
-                     k: v for k, v in p.items() if k not in ("scenario", "at")}}
-        log.info(json.dumps(event))
+
+def announce(label: dict) -> None:
+    """Log the start of a phase as one JSON line (the seed's structured log)."""
+    p = label["params"]
+    event = {"timestamp": iso(label["start_ts"]), "level": "info",
+             "service": "trapsim", "correlation_id": f"{p['scenario']}-{label['id']}",
+             "event": "price_manipulation_started" if label["type"] == "price_shock"
+             else f"{label['type']}_started",
+             "symbol": label["symbol"], "scenario_type": label["type"], **{
+                 k: v for k, v in p.items() if k not in ("scenario", "at")}}
+    log.info(json.dumps(event))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from trapsim.core.config import FrozenModel, describe, read_yaml
 from trapsim.core.errors import ConfigError
@@ -47,7 +47,11 @@ class RunConfig(FrozenModel):
     start: str = Field(
         DEFAULT_START, description="Market start time, ISO 8601 UTC (synthetic runs)."
     )
-    symbol: Literal["BTC-USD"] = "BTC-USD"
+    symbols: tuple[str, ...] = Field(
+        ("BTC-USD",),
+        description="Symbols simulated together (BTC-USD, ETH-USD, USDT-USD, BTC-ETH, "
+        "BTC-USD-PERP); BTC-USD is always one, and the first is the run's headline symbol.",
+    )
     replay: str | None = Field(
         None, description="Candle file replayed instead of the synthetic market."
     )
@@ -75,6 +79,37 @@ class RunConfig(FrozenModel):
         except ValueError:
             raise ValueError(f"not an ISO 8601 time: {value!r}") from None
         return value
+
+    @field_validator("symbols", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        return tuple(s.strip() for s in value.split(",")) if isinstance(value, str) else value
+
+    @field_validator("symbols")
+    @classmethod
+    def _known(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from trapsim.market.multi import SYMBOLS
+
+        unknown = [s for s in value if s not in SYMBOLS]
+        if unknown or not value or len(set(value)) != len(value):
+            raise ValueError(f"symbols must be distinct names from {', '.join(SYMBOLS)}, "
+                             f"got {', '.join(value) or 'none'}")
+        if "BTC-USD" not in value:
+            raise ValueError("symbols must include BTC-USD (the market the others move with)")
+        if "BTC-ETH" in value and "ETH-USD" not in value:
+            raise ValueError("BTC-ETH is BTC-USD / ETH-USD: add ETH-USD to symbols")
+        return value
+
+    @model_validator(mode="after")
+    def _one_replayed(self) -> RunConfig:
+        if self.replay is not None and self.symbols != ("BTC-USD",):
+            raise ValueError("a replay runs one symbol: leave symbols at BTC-USD")
+        return self
+
+    @property
+    def symbol(self) -> str:
+        """The headline symbol (the first)."""
+        return self.symbols[0]
 
     @property
     def start_ns(self) -> int:

@@ -26,9 +26,11 @@ from trapsim.detect.detector import TrapDetector
 from trapsim.detect.scoring import LiveScore
 from trapsim.market.depth import DepthModel
 from trapsim.market.ohlcv import INTERVALS, CandleAggregator
+from trapsim.scenarios.chaos import announce
+from trapsim.scenarios.feed_faults import FeedFaults, feed_fault_labels
 from trapsim.scenarios.injector import TRAP_TYPES
 from trapsim.service.config import RunConfig
-from trapsim.service.simulation import Simulation
+from trapsim.service.simulation import PERP, Simulation
 from trapsim.service.stats import RunStats
 from trapsim.store.base import Sink
 from trapsim.store.rundir import RUN_STREAMS, RunDir, RunDirSink
@@ -71,21 +73,28 @@ class Runner:
         self.run_id = run_id or uuid.uuid4().hex
         self.console = console
         self.sim = sim or Simulation(cfg)
+        symbols = cfg.symbols
         streams = RUN_STREAMS + (("depth",) if cfg.depth_every else ()) + (
-            ("detections",) if cfg.detect else ())
-        rundir = RunDir.create(out, streams=streams)
+            ("detections",) if cfg.detect else ()) + (("funding",) if PERP in symbols else ()) + (
+            ("feed",) if feed_fault_labels(cfg.scenario, symbols, 0) else ())
+        rundir = RunDir.create(out, streams=RunDirSink.streams(streams, symbols))
         rundir.write_yaml("config.yaml", cfg.model_dump(mode="json"))
-        self.sinks: list[Sink] = [RunDirSink(rundir), *extra_sinks]
-        self.candles = [CandleAggregator(cfg.symbol, interval) for interval in INTERVALS]
-        self.depth = (DepthModel(cfg.symbol, cfg.seed, cfg.depth_every, cfg.depth_levels)
-                      if cfg.depth_every else None)
+        self.sinks: list = [RunDirSink(rundir, symbols), *extra_sinks]  # the run directory first
+        self.candles = {s: [CandleAggregator(s, interval) for interval in INTERVALS]
+                        for s in symbols}
+        self.depth = {s: DepthModel(s, cfg.seed, cfg.depth_every, cfg.depth_levels)
+                      for s in symbols} if cfg.depth_every else {}
+        # HF mode and the live detector follow the headline symbol's traps.
         self.hf = HFTracker(cfg.hf_min_traps, int(cfg.hf_window * NS))
-        self.stats = RunStats(self.sim.regime_names, TRAP_TYPES)
+        self.stats = RunStats(self.sim.regime_names, TRAP_TYPES, symbols)
+        # Subscribers (every sink but the run directory) get the feed with its faults.
+        self.faults = FeedFaults(cfg.scenario, symbols, self.sim.start_ts, cfg.seed)
         # The live detector sees exactly the ticks the sinks get, never a label.
         self.detector = TrapDetector() if cfg.detect else None
         self.live_score = LiveScore(self.sim.start_ts) if cfg.detect else None
         self.detection: dict | None = None  # the live score at the last report
         self.pending: deque[dict] = deque()  # traps injected, not yet ended (in end order)
+        self.funding: list = []  # funding events made, not yet released
         self.chaos_pending: list[dict] = []  # chaos phases not yet ended, by end
         self.chaos_unannounced: list[dict] = []  # chaos phases not yet started, by start
         self.stop_reason: str | None = None
@@ -98,34 +107,49 @@ class Runner:
         self.stop_reason = signal.Signals(signum).name
 
     # -- one released slice of ticks ------------------------------------------
-    def _emit(self, ticks: TickBatch) -> None:
-        self.stats.add_ticks(ticks)
-        for sink in self.sinks:
-            sink.ticks(ticks)
-        if self.depth is not None:
-            book = self.depth.update(ticks.ts, ticks.bid, ticks.ask, ticks.volume)
-            if book.num_rows:
+    def _emit(self, step: dict[str, TickBatch]) -> None:
+        """Release one slice of ticks: every symbol's, on the same times."""
+        head = step[self.cfg.symbol]
+        for ticks in step.values():
+            self.stats.add_ticks(ticks)
+            if self.faults:
+                self.sinks[0].ticks(ticks)
+                self._deliver(*self.faults.deliver(ticks))
+            else:
                 for sink in self.sinks:
-                    sink.depth(book)
+                    sink.ticks(ticks)
+            if self.depth:
+                book = self.depth[ticks.symbol].update(ticks.ts, ticks.bid, ticks.ask,
+                                                       ticks.volume)
+                if book.num_rows:
+                    for sink in self.sinks:
+                        sink.depth(book)
+            candles = [c.update(ticks.ts, ticks.price, ticks.volume)
+                       for c in self.candles[ticks.symbol]]
+            self._write_candles(candles, ticks is head)
         if self.detector is not None:
-            rows = self.detector.feed(ticks.ts, ticks.price, ticks.volume)
+            rows = self.detector.feed(head.ts, head.price, head.volume)
             if rows:
                 self.live_score.add_detections(rows)
                 for sink in self.sinks:
                     sink.detections(rows)
-        self._write_candles([c.update(ticks.ts, ticks.price, ticks.volume) for c in self.candles])
-        now = int(ticks.ts[-1])
+        now = int(head.ts[-1])
+        paid = [f for f in self.funding if f.ts <= now]
+        if paid:
+            self.funding = self.funding[len(paid):]
+            for sink in self.sinks:
+                sink.funding(paid)
         released = []
         while self.pending and self.pending[0]["end_ts"] <= now:
             released.append(self.pending.popleft())
         while self.chaos_unannounced and self.chaos_unannounced[0]["start_ts"] <= now:
-            self.sim.chaos.announce(self.chaos_unannounced.pop(0))
+            announce(self.chaos_unannounced.pop(0))
         chaos = [lb for lb in self.chaos_pending if lb["end_ts"] <= now]
-        if chaos:
-            self.chaos_pending = self.chaos_pending[len(chaos):]
-            self._write_labels(chaos, [])
+        self.chaos_pending = self.chaos_pending[len(chaos):]
         ended = []
         for label in released:
+            if label["symbol"] != self.cfg.symbol:
+                continue
             done, switched_on = self.hf.add(label["start_ts"], label["type"])
             ended += done
             if switched_on:
@@ -133,9 +157,18 @@ class Runner:
                     sink.hf_switched_on(label["start_ts"], self.hf.current["trap_count"])
         # A pending trap may already have started: HF time must not pass its start,
         # or a paced run could close an activation that trap extends.
-        ended += self.hf.advance(min(now, self.pending[0]["start_ts"]) if self.pending else now)
-        self._write_labels(released, ended)
-        self.last_tick = ticks.slice(len(ticks) - 1, len(ticks))
+        ended += self.hf.advance(min([now, *self._headline_starts()]))
+        # In end order, however the run is sliced.
+        self._write_labels(sorted(released + chaos, key=lambda lb: (lb["end_ts"], lb["id"])),
+                           ended)
+        self.last_tick = head.slice(len(head) - 1, len(head))
+
+    def _deliver(self, ticks: TickBatch, recv_ts) -> None:
+        """Ticks as subscribers receive them: recorded in the run directory, sent to the rest."""
+        if len(ticks):
+            self.sinks[0].feed(ticks, recv_ts)
+            for sink in self.sinks[1:]:
+                sink.ticks(ticks)
 
     def _take(self, labels: list[dict]) -> None:
         """Hold new labels until their end: traps for HF mode and the sinks, chaos apart (a
@@ -146,12 +179,19 @@ class Runner:
             else:
                 self.chaos_pending.append(label)
                 self.chaos_unannounced.append(label)
+        # Several symbols' traps interleave: keep the traps in end order.
+        self.pending = deque(sorted(self.pending, key=lambda lb: (lb["end_ts"], lb["id"])))
         self.chaos_pending.sort(key=lambda lb: (lb["end_ts"], lb["id"]))
         self.chaos_unannounced.sort(key=lambda lb: (lb["start_ts"], lb["id"]))
 
-    def _write_candles(self, tables: list) -> None:
-        """Completed candles of each interval (1-minute ones first, for the statistics)."""
-        if tables[0].num_rows:
+    def _headline_starts(self) -> list[int]:
+        """Starts of the headline symbol's traps not yet ended."""
+        return [lb["start_ts"] for lb in self.pending if lb["symbol"] == self.cfg.symbol]
+
+    def _write_candles(self, tables: list, headline: bool) -> None:
+        """Completed candles of each interval of one symbol (1-minute ones first, for the
+        headline symbol's statistics)."""
+        if headline and tables[0].num_rows:
             self.stats.add_candles(tables[0]["close"].to_numpy())
         for table in tables:
             if table.num_rows:
@@ -162,7 +202,8 @@ class Runner:
         if labels:
             self.stats.add_labels(labels)
             if self.live_score is not None:
-                self.live_score.add_labels(labels)
+                self.live_score.add_labels([lb for lb in labels
+                                            if lb["symbol"] == self.cfg.symbol])
             for sink in self.sinks:
                 sink.labels(labels)
         if acts:
@@ -181,7 +222,7 @@ class Runner:
         report["run_id"] = self.run_id
         if self.live_score is not None and self.stats.last_ts is not None:
             self.detection = self.live_score.report(
-                self.stats.last_ts, pending=(lb["start_ts"] for lb in self.pending), ended=ended
+                self.stats.last_ts, pending=self._headline_starts(), ended=ended
             )
             report["detection"] = self.detection
         wall = time.monotonic() - self.t_start
@@ -228,11 +269,13 @@ class Runner:
         last_flush = time.monotonic()
         with Progress(*columns, console=self.console, transient=True) as progress:
             task = progress.add_task("run", total=self.sim.total_ticks)
-            for ticks, labels in self.sim.batches():
-                self._take(labels)
-                if len(ticks):
-                    self._emit(ticks)
-                progress.update(task, advance=len(ticks))
+            for step in self.sim.batches():
+                self._take(step.labels)
+                self.funding += step.funding
+                n = len(step.ticks[self.cfg.symbol])
+                if n:
+                    self._emit(step.ticks)
+                progress.update(task, advance=n)
                 if time.monotonic() - last_flush > FLUSH_SECONDS:
                     self._flush()
                     last_flush = time.monotonic()
@@ -252,15 +295,17 @@ class Runner:
         sleep = self.cfg.sleep
         released = 0
         t0 = None
-        for ticks, labels in self.sim.batches():
-            self._take(labels)
+        for step in self.sim.batches():
+            self._take(step.labels)
+            self.funding += step.funding
             i = 0
-            if t0 is None and len(ticks):
+            n = len(step.ticks[self.cfg.symbol])
+            if t0 is None and n:
                 # The clock starts once the first tick is out, not while code loads.
-                self._emit(ticks.slice(0, 1))
+                self._emit(_slice(step.ticks, 0, 1))
                 i = released = 1
                 t0 = last_flush = last_status = time.monotonic()
-            while i < len(ticks):
+            while i < n:
                 if self.stop_reason:
                     return
                 now = time.monotonic()
@@ -268,8 +313,8 @@ class Runner:
                 if due <= 0:
                     time.sleep(min(t0 + released * sleep - now, 0.05))
                     continue
-                k = min(due, len(ticks) - i)
-                self._emit(ticks.slice(i, i + k))
+                k = min(due, n - i)
+                self._emit(_slice(step.ticks, i, i + k))
                 i += k
                 released += k
                 # How late the newest tick went out against its schedule t0 + i × sleep.
@@ -304,7 +349,12 @@ class Runner:
         last = self.stats.last_ts
         begun = [lb for lb in self.chaos_pending if last is not None and lb["start_ts"] <= last]
         self._write_labels(begun, self.hf.close())
-        self._write_candles([c.flush() for c in self.candles])
+        for symbol in self.cfg.symbols if self.faults else ():
+            held = self.faults.drain(symbol)
+            if held is not None:
+                self._deliver(*held)
+        for symbol, candles in self.candles.items():
+            self._write_candles([c.flush() for c in candles], symbol == self.cfg.symbol)
         self.stop_reason = self.stop_reason or "end"
         report = self._report(ended=self.stop_reason == "end")
         # Every sink gets its close (sim_running=0, run row ended) even if one fails.
@@ -317,6 +367,10 @@ class Runner:
         if errors:
             raise errors[0]
         return report
+
+
+def _slice(step: dict[str, TickBatch], lo: int, hi: int) -> dict[str, TickBatch]:
+    return {s: t.slice(lo, hi) for s, t in step.items()}
 
 
 def _rate(x: float | None) -> str:
@@ -382,6 +436,14 @@ def print_report(report: dict, console: Console) -> None:
     for key, value in report["returns_1m"].items():
         rets.add_row(key, f"{value:.6g}" if isinstance(value, float) else str(value))
     tables = [head, traps, regimes, rets]
+    if report.get("symbols"):
+        per = Table(title="symbols")
+        for name in ("symbol", "first", "last", "low", "high", "traps"):
+            per.add_column(name, justify="left" if name == "symbol" else "right")
+        for symbol, r in report["symbols"].items():
+            per.add_row(symbol, *(f"{r[k]:,.6g}" if r[k] is not None else "–"
+                                  for k in ("first", "last", "low", "high")), str(r["traps"]))
+        tables.append(per)
     if report.get("detection"):
         tables.append(_detection_table(report["detection"]))
     for table in tables:

@@ -42,7 +42,7 @@ SETTINGS_FILE_VAR = "TRAPSIM_SETTINGS_FILE"
 
 RUN_OPTIONS = (
     "duration", "volatility", "frequency", "sleep", "seed", "start", "replay", "params",
-    "scenario", "depth_every", "depth_levels", "detect",
+    "scenario", "depth_every", "depth_levels", "detect", "symbols",
 )
 """Settings that describe the simulation; they end up in the run's ``config.yaml``."""
 
@@ -87,6 +87,7 @@ class Settings(FrozenModel):
     depth_every: float | None = Field(None, description="Seconds between L2 depth snapshots.")
     depth_levels: int | None = Field(None, description="L2 depth levels per side.")
     detect: bool | None = Field(None, description="Run the trap detector live.")
+    symbols: str | None = Field(None, description="Symbols simulated together, comma-separated.")
 
     redis_url: str | None = Field(None, description="Redis server to publish to.")
     # Empty would make --redis-clear delete every key of the database.
@@ -310,7 +311,7 @@ def open_sinks(settings: Settings, cfg: RunConfig, run_id: str) -> tuple[Sink, .
                 RedisSink(
                     settings.redis_url,
                     run_id=run_id,
-                    symbol=cfg.symbol,
+                    symbols=cfg.symbols,
                     prefix=settings.redis_prefix,
                     paced=cfg.sleep > 0,
                     clear=settings.redis_clear,

@@ -20,9 +20,16 @@ class RunStats:
         Regime names, indexed by the ticks' regime codes.
     trap_types : tuple of str
         Trap types reported (zero counts included).
+    symbols : tuple of str, default ("BTC-USD",)
+        The run's symbols; the headline figures (ticks, price, regimes) are the first's,
+        ``symbols`` in the report has each one's prices and traps.
     """
 
-    def __init__(self, regime_names: tuple[str, ...], trap_types: tuple[str, ...]) -> None:
+    def __init__(self, regime_names: tuple[str, ...], trap_types: tuple[str, ...],
+                 symbols: tuple[str, ...] = ("BTC-USD",)) -> None:
+        self.headline = symbols[0]
+        self.prices = {s: [None, None, np.inf, -np.inf] for s in symbols}  # first last lo hi
+        self.symbol_traps: Counter[str] = Counter(dict.fromkeys(symbols, 0))
         self.regime_names = regime_names
         self.regime_ticks = np.zeros(len(regime_names), np.int64)
         self.traps: Counter[str] = Counter(dict.fromkeys(trap_types, 0))
@@ -38,6 +45,13 @@ class RunStats:
     def add_ticks(self, batch: TickBatch) -> None:
         if not len(batch):
             return
+        p = self.prices[batch.symbol]
+        p[0] = float(batch.price[0]) if p[0] is None else p[0]
+        p[1] = float(batch.price[-1])
+        p[2] = min(p[2], float(batch.price.min()))
+        p[3] = max(p[3], float(batch.price.max()))
+        if batch.symbol != self.headline:
+            return
         if self.first_ts is None:
             self.first_ts, self.first_price = int(batch.ts[0]), float(batch.price[0])
         self.last_ts, self.last_price = int(batch.ts[-1]), float(batch.price[-1])
@@ -52,6 +66,7 @@ class RunStats:
 
     def add_labels(self, labels: list[dict]) -> None:
         self.traps.update(lb["type"] for lb in labels if lb["kind"] == "trap")
+        self.symbol_traps.update(lb["symbol"] for lb in labels if lb["kind"] == "trap")
         self.chaos.update(lb["type"] for lb in labels if lb["kind"] != "trap")
 
     def report(self) -> dict:
@@ -82,6 +97,11 @@ class RunStats:
             },
             "returns_1m": _return_stats(self.minute_closes),
         }
+        if len(self.prices) > 1:
+            out["symbols"] = {
+                s: {"first": p[0], "last": p[1], "low": p[2] if p[0] is not None else None,
+                    "high": p[3] if p[0] is not None else None, "traps": self.symbol_traps[s]}
+                for s, p in self.prices.items()}
         return out
 
 

@@ -1,9 +1,11 @@
 """The sink interface: where a run's streams go (run directory, SQL, Redis).
 
-A sink receives, in market-time order, the ticks released by the run loop, the
-1-minute candles they complete, L2 depth snapshots, the trap labels at the tick their trap completes
-(``end_ts``), HF activations when they end, the live detector's detections (a
-run with ``--detect``) at the tick that completes them, and statistics snapshots. Paced runs
+A sink receives, in market-time order, the ticks released by the run loop (each
+symbol's, as the subscribers' feed: a feed fault changes them for every sink but the
+run directory), the candles they complete, L2 depth snapshots, the perpetual's
+funding events, the trap labels at the tick their trap completes (``end_ts``), HF
+activations when they end, the live detector's detections (a run with
+``--detect``) at the tick that completes them, and statistics snapshots. Paced runs
 call it with small slices (often one tick), flat-out runs with large batches; a
 sink batches its own writes accordingly (DESIGN.md §6.3, after cryptofeed's
 queued backends).
@@ -44,6 +46,10 @@ class Sink(Protocol):
     def detections(self, rows: list[dict]) -> None:
         """Detections (:data:`trapsim.core.schemas.DETECTIONS` columns, int ns times,
         ``features`` JSON text) at the tick that completes them."""
+
+    def funding(self, events: list) -> None:
+        """Funding events of the perpetual (:class:`~trapsim.market.multi.Funding`) at their
+        tick."""
 
     def statistics(self, report: dict) -> None:
         """A snapshot of the run's statistics report (periodic and final)."""

@@ -22,9 +22,16 @@ key                               type    content
                                           (``traps.per_type.stop_hunt`` → ``4``), replaced
                                           at every snapshot; ``null`` is the empty string
 ``sim_price_history:YYYY-MM-DD``  list    that UTC day's ticks, newest first
+``sim_funding_history``           list    one JSON funding event of the perpetual, newest first
 ``sim_sink_seq:<run_id>``         string  bookkeeping: the last batch of run ``<run_id>``
                                           written (see *Writes*)
 ================================  ======  ==================================================
+
+A run of several symbols (``--symbols``) gives each its own ``last_<asset>_price``,
+``prev_<asset>_price`` and ``orderbook_<asset>`` (:func:`asset_tag`: ``eth``, ``usdt``,
+``btc_eth``, ``btc_perp``) and day lists ``price_history_<asset>:YYYY-MM-DD``; the
+headline symbol (the first) keeps the names above, and sets ``price_change_pct`` and
+``market_regime``.
 
 JSON shapes (compact, times ISO 8601 UTC with ``Z``)::
 
@@ -34,6 +41,7 @@ JSON shapes (compact, times ISO 8601 UTC with ``Z``)::
     sim_detections         {"detected_at", "trap_type", "direction", "start", "confidence",
                             "features": {…}}                   (the DETECTIONS row)
     sim_price_history:…    {"ts", "price", "volume"}
+    sim_funding_history    {"ts", "symbol", "rate", "mark_price"}
 
 Channel ``sim_events`` carries, the moment each happens (at the tick it
 happens in a paced run), one JSON message per event::
@@ -43,13 +51,14 @@ happens in a paced run), one JSON message per event::
     {"event": "hf_on", "ts", "trap_count"}           HF mode switched on
     {"event": "hf_activation", …the activation…}     an HF activation ended
     {"event": "detection", …the detection…}          the live detector flagged a trap
+    {"event": "funding", …the funding event…}        the perpetual paid funding
 
 Caps and expiry
-    ``sim_trap_history``, ``sim_hf_activations`` and ``sim_detections`` keep their newest
-    ``list_cap`` entries; each day list keeps its day's newest ``history_cap``
-    ticks and expires ``day_ttl_s`` wall seconds after its last write (as does
-    the bookkeeping key). Every list is trimmed in the same transaction that
-    pushes to it.
+    ``sim_trap_history``, ``sim_hf_activations``, ``sim_detections`` and
+    ``sim_funding_history`` keep their newest ``list_cap`` entries; each day list
+    keeps its day's newest ``history_cap`` ticks and expires ``day_ttl_s`` wall
+    seconds after its last write (as does the bookkeeping key). Every list is
+    trimmed in the same transaction that pushes to it.
 
 Memory bound
     Redis's own accounting (``MEMORY USAGE``) of the entries, list encoding
@@ -198,13 +207,26 @@ def _flatten(report: dict, parent: str = "") -> dict[str, str]:
     return out
 
 
-class _Keys:
-    """Key and channel names of one prefix and asset."""
+def asset_tag(symbol: str) -> str:
+    """The name a symbol's keys carry: its base asset for a USD pair (``BTC-USD`` → ``btc``),
+    else the symbol in lower case with ``_`` (``BTC-ETH`` → ``btc_eth``), a perpetual
+    ``<base>_perp`` (``BTC-USD-PERP`` → ``btc_perp``)."""
+    parts = symbol.lower().split("-")
+    if parts[-1] == "perp":
+        return f"{parts[0]}_perp"
+    return parts[0] if parts[1:] == ["usd"] else "_".join(parts)
 
-    def __init__(self, prefix: str, asset: str, run_id: str) -> None:
+
+class _Keys:
+    """Key and channel names of one prefix and the run's symbols (the first is the headline)."""
+
+    def __init__(self, prefix: str, symbols: tuple[str, ...], run_id: str) -> None:
         self.prefix = prefix
-        self.last = f"{prefix}last_{asset}_price"
-        self.prev = f"{prefix}prev_{asset}_price"
+        self.headline = symbols[0]
+        self.asset = {s: asset_tag(s) for s in symbols}
+        self.last = {s: f"{prefix}last_{a}_price" for s, a in self.asset.items()}
+        self.prev = {s: f"{prefix}prev_{a}_price" for s, a in self.asset.items()}
+        self.book = {s: f"{prefix}orderbook_{a}" for s, a in self.asset.items()}
         self.change = f"{prefix}price_change_pct"
         self.regime = f"{prefix}market_regime"
         self.running = f"{prefix}running"
@@ -212,13 +234,14 @@ class _Keys:
         self.chaos = f"{prefix}chaos_history"
         self.hf = f"{prefix}hf_activations"
         self.detections = f"{prefix}detections"
-        self.book = f"{prefix}orderbook_{asset}"
+        self.funding = f"{prefix}funding_history"
         self.stats = f"{prefix}statistics"
         self.events = f"{prefix}events"
         self.seq = f"{prefix}sink_seq:{run_id}"
 
-    def day(self, day: int) -> str:
-        return f"{self.prefix}price_history:{datetime.fromtimestamp(day * 86_400, UTC):%Y-%m-%d}"
+    def day(self, symbol: str, day: int) -> str:
+        name = "price_history" if symbol == self.headline else f"price_history_{self.asset[symbol]}"
+        return f"{self.prefix}{name}:{datetime.fromtimestamp(day * 86_400, UTC):%Y-%m-%d}"
 
 
 class _RedisBackend:
@@ -289,7 +312,8 @@ class _RedisBackend:
         ticks = [item for item in items if item[0] == "ticks"]
         if ticks:
             cmds += self._ticks(ticks)
-        lists = {"trap": k.traps, "chaos": k.chaos, "hf": k.hf, "detection": k.detections}
+        lists = {"trap": k.traps, "chaos": k.chaos, "hf": k.hf, "detection": k.detections,
+                 "funding": k.funding}
         pushed: dict[str, list[str]] = {key: [] for key in lists.values()}
         for item in items:
             tag = item[0]
@@ -306,7 +330,7 @@ class _RedisBackend:
             elif tag == "running":
                 cmds.append(_resp("SET", k.running, item[1]))
             elif tag == "book":
-                cmds.append(_resp("SET", k.book, item[1]))
+                cmds.append(_resp("SET", k.book[item[1]], item[2]))
         for key, rows in pushed.items():
             if rows:
                 # Pushed oldest first, so the list reads newest first.
@@ -317,20 +341,25 @@ class _RedisBackend:
 
     def _ticks(self, items: list[tuple]) -> list[bytes]:
         k = self.keys
-        _, _, last, prev, regime = items[-1]
-        cmds = [_resp("SET", k.last, repr(last)), _resp("SET", k.regime, regime)]
-        if prev is not None:
-            cmds.append(_resp("SET", k.prev, repr(prev)))
-        if prev:
-            cmds.append(_resp("SET", k.change, repr((last - prev) / prev * 100.0)))
-        rows = np.concatenate([item[1] for item in items])
-        for day, lo, hi in _day_tails(rows["ts"], self.history_cap):
-            key = k.day(day)
-            cmds += [
-                _lpush_ticks(key, rows[lo:hi]),
-                _resp("LTRIM", key, 0, self.history_cap - 1),
-                _resp("EXPIRE", key, self.day_ttl_s),
-            ]
+        cmds = []
+        for symbol in dict.fromkeys(item[1] for item in items):
+            mine = [item for item in items if item[1] == symbol]
+            _, _, _, last, prev, regime = mine[-1]
+            cmds.append(_resp("SET", k.last[symbol], repr(last)))
+            if prev is not None:
+                cmds.append(_resp("SET", k.prev[symbol], repr(prev)))
+            if symbol == k.headline:
+                cmds.append(_resp("SET", k.regime, regime))
+                if prev:
+                    cmds.append(_resp("SET", k.change, repr((last - prev) / prev * 100.0)))
+            rows = np.concatenate([item[2] for item in mine])
+            for day, lo, hi in _day_tails(rows["ts"], self.history_cap):
+                key = k.day(symbol, day)
+                cmds += [
+                    _lpush_ticks(key, rows[lo:hi]),
+                    _resp("LTRIM", key, 0, self.history_cap - 1),
+                    _resp("EXPIRE", key, self.day_ttl_s),
+                ]
         return cmds
 
     def _transaction(self, cmds: list[bytes]) -> None:
@@ -372,9 +401,9 @@ class RedisSink:
         ``redis://[:password@]host:port/db`` (or ``rediss://``, ``unix://``).
     run_id : str
         Identifies the run (its sequence key).
-    symbol : str
-        The run's symbol; its base asset, lower case, names the price keys
-        (``BTC-USD`` → ``sim_last_btc_price``).
+    symbols : tuple of str
+        The run's symbols, the headline first; :func:`asset_tag` names each one's
+        keys (``BTC-USD`` → ``sim_last_btc_price``).
     prefix : str
         Prefix of every key and of the channel.
     paced : bool
@@ -411,7 +440,7 @@ class RedisSink:
         url: str,
         *,
         run_id: str,
-        symbol: str = "BTC-USD",
+        symbols: tuple[str, ...] = ("BTC-USD",),
         prefix: str = "sim_",
         paced: bool = False,
         history_cap: int = HISTORY_CAP,
@@ -429,10 +458,10 @@ class RedisSink:
                 f" got {history_cap}, {list_cap}, {day_ttl_s}"
             )
         self.run_id = run_id
-        self.symbol = symbol
-        self.keys = _Keys(prefix, symbol.split("-")[0].lower(), run_id)
+        self.symbols = tuple(symbols)
+        self.keys = _Keys(prefix, self.symbols, run_id)
         self._history_cap = history_cap
-        self._last_price: float | None = None
+        self._last_price: dict[str, float] = {}
         backend = _RedisBackend(
             url,
             self.keys,
@@ -457,13 +486,14 @@ class RedisSink:
         Raises
         ------
         SinkError
-            If the batch is of another symbol than the sink's.
+            If the batch is of a symbol not among the sink's.
         """
         n = len(batch)
         if not n:
             return
-        if batch.symbol != self.symbol:
-            raise SinkError(f"Redis sink of {self.symbol} got ticks of {batch.symbol}")
+        if batch.symbol not in self.keys.asset:
+            raise SinkError(f"Redis sink of {', '.join(self.symbols)} got ticks of "
+                            f"{batch.symbol}")
         # Older ticks of a day would be trimmed at once: never buffer or send them.
         keep = np.concatenate(
             [np.arange(lo, hi) for _, lo, hi in _day_tails(batch.ts, self._history_cap)]
@@ -473,10 +503,10 @@ class RedisSink:
         rows["price"] = batch.price[keep]
         rows["volume"] = batch.volume[keep]
         last = float(batch.price[-1])
-        prev = float(batch.price[-2]) if n > 1 else self._last_price
+        prev = float(batch.price[-2]) if n > 1 else self._last_price.get(batch.symbol)
         regime = batch.regime_names[int(batch.regime[-1])]
-        self._last_price = last
-        self._writer.put(("ticks", rows, last, prev, regime), weight=len(rows))
+        self._last_price[batch.symbol] = last
+        self._writer.put(("ticks", batch.symbol, rows, last, prev, regime), weight=len(rows))
 
     def candles(self, table: pa.Table) -> None:
         """Nothing to write: the seed's key table has no candles."""
@@ -511,9 +541,10 @@ class RedisSink:
 
     def depth(self, table: pa.Table) -> None:
         """Queue the newest L2 snapshot for ``orderbook_<asset>`` (a newer one replaces one
-        not yet written)."""
+        not yet written); one symbol's snapshots per call."""
         if not table.num_rows:
             return
+        symbol = table["symbol"][0].as_py()
         ts = table["ts"].cast(pa.int64())
         newest = pc.equal(ts, pc.max(ts))
         last = table.filter(newest)
@@ -524,7 +555,7 @@ class RedisSink:
             "bids": [list(r) for r, s in zip(rows, side, strict=True) if s == "bid"],
             "asks": [list(r) for r, s in zip(rows, side, strict=True) if s == "ask"],
         }
-        self._writer.put(("book", _json(book)), key="book")
+        self._writer.put(("book", symbol, _json(book)), key=f"book/{symbol}")
 
     def detections(self, rows: list[dict]) -> None:
         """Queue each detection for its list and the ``events`` channel."""
@@ -536,6 +567,13 @@ class RedisSink:
                 "features": json.loads(det["features"]),
             }
             self._writer.put(("detection", _json(row), _json({"event": "detection", **row})))
+
+    def funding(self, events: list) -> None:
+        """Queue each funding event for ``funding_history`` and the ``events`` channel."""
+        for e in events:
+            row = {"ts": iso(e.ts), "symbol": e.symbol, "rate": e.rate,
+                   "mark_price": e.mark_price}
+            self._writer.put(("funding", _json(row), _json({"event": "funding", **row})))
 
     def statistics(self, report: dict) -> None:
         """Queue the report for ``statistics`` (a newer snapshot replaces one not yet written)."""

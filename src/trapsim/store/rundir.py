@@ -72,10 +72,13 @@ from trapsim.core.schemas import (
     CANDLES,
     DEPTH,
     DETECTIONS,
+    FEED,
+    FUNDING,
     HF_ACTIVATIONS,
     LABELS,
     TICKS,
     TS,
+    TickBatch,
     detections_table,
 )
 from trapsim.market.ohlcv import INTERVALS
@@ -87,10 +90,13 @@ STREAM_SCHEMAS: dict[str, pa.Schema] = {
     **{f"candles_{interval}": CANDLES for interval in INTERVALS},
     "detections": DETECTIONS,
     "depth": DEPTH,
+    "funding": FUNDING,
+    "feed": FEED,
 }
 """Every stream a run directory can hold, name → Arrow schema its tables must have."""
 RUN_STREAMS = ("ticks", "labels", "hf_activations", *(f"candles_{i}" for i in INTERVALS))
-"""The streams of every run; ``depth`` and ``detections`` are added when a run makes them."""
+"""The streams of every run; ``depth``, ``detections``, ``funding`` and ``feed`` are added
+when a run makes them."""
 
 FLUSH_ROWS = 2**18
 """Default buffered rows of one stream that trigger its automatic flush."""
@@ -219,7 +225,8 @@ class RunDir:
         self._flush_rows = flush_rows
         self._fanout = merge_fanout
         self._streams = {
-            name: _Stream(name, STREAM_SCHEMAS[name], path / PARTS_DIR / name) for name in streams
+            name: _Stream(name, STREAM_SCHEMAS[_base(name)], path / PARTS_DIR / name)
+            for name in streams
         }
         self._closed = False
 
@@ -239,7 +246,10 @@ class RunDir:
         path : str or os.PathLike
             Directory to create; may exist only if empty.
         streams : iterable of str
-            The streams it holds, keys of :data:`STREAM_SCHEMAS`.
+            The streams it holds, keys of :data:`STREAM_SCHEMAS`; ``<stream>@<i>``
+            (``i`` = 1, 2, …) is a sub-stream written apart (one symbol's rows, so
+            their order does not depend on how symbols interleave) and stored
+            after ``<stream>``'s rows, in ``i`` order, in ``<stream>.parquet``.
         flush_rows : int
             A stream is flushed as soon as it buffers this many rows; parts of
             at least this many rows are never merged.
@@ -259,7 +269,7 @@ class RunDir:
                 f"need flush_rows >= 1 and merge_fanout >= 2, got {flush_rows}, {merge_fanout}"
             )
         streams = tuple(streams)
-        unknown = sorted(set(streams) - set(STREAM_SCHEMAS))
+        unknown = sorted({_base(name) for name in streams} - set(STREAM_SCHEMAS))
         if unknown:
             raise ConfigError(f"unknown run directory streams {unknown}")
         p = Path(path)
@@ -431,8 +441,10 @@ class RunDir:
         if self._closed:
             return
         for s in self._streams.values():
-            if not s.compacted:
-                self._compact(s)
+            if not s.compacted and "@" not in s.name:
+                subs = sorted((x for x in self._streams.values()
+                               if _base(x.name) == s.name and x is not s), key=_sub_index)
+                self._compact(s, subs)
         try:
             shutil.rmtree(self._path / PARTS_DIR)
             _fsync_path(self._path)
@@ -440,9 +452,9 @@ class RunDir:
             raise SinkError(f"cannot remove {self._path / PARTS_DIR}: {exc}") from exc
         self._closed = True
 
-    def _compact(self, s: _Stream) -> None:
+    def _compact(self, s: _Stream, subs: list[_Stream]) -> None:
         final = self._path / f"{s.name}.parquet"
-        if len(s.parts) == 1 and not s.rows:
+        if len(s.parts) == 1 and not s.rows and not any(x.parts or x.rows for x in subs):
             # A lone part is already a complete, fsynced file: rename, don't re-encode.
             try:
                 os.replace(s.parts[0].path, final)
@@ -450,14 +462,26 @@ class RunDir:
             except OSError as exc:
                 raise SinkError(f"cannot write {final}: {exc}") from exc
         else:
-            tables = chain((t for p in s.parts for t in _row_groups(p.path)), s.buffer)
+            tables = chain.from_iterable(
+                chain((t for p in x.parts for t in _row_groups(p.path)), x.buffer)
+                for x in (s, *subs))
             _write_parquet(final, s.schema, tables)
-            for p in s.parts:
+            for p in (p for x in (s, *subs) for p in x.parts):
                 p.path.unlink(missing_ok=True)
-        s.parts = []
-        s.buffer = []
-        s.rows = 0
-        s.compacted = True
+        for x in (s, *subs):
+            x.parts = []
+            x.buffer = []
+            x.rows = 0
+            x.compacted = True
+
+
+def _base(stream: str) -> str:
+    """The stream a sub-stream ``<stream>@<i>`` belongs to."""
+    return stream.split("@")[0]
+
+
+def _sub_index(s: _Stream | Path) -> int:
+    return int(s.name.split("@")[1])
 
 
 def _live_parts(parts_dir: Path) -> list[Path]:
@@ -491,7 +515,8 @@ def read_stream(run_dir: str | os.PathLike[str], stream: str) -> pa.Table:
     -------
     pyarrow.Table
         ``<stream>.parquet`` if present; else the rows of every part left by
-        an unclosed or crashed run, in append order (zero rows with the
+        an unclosed or crashed run, in append order, sub-streams after
+        (zero rows with the
         stream's schema when it never flushed).
 
     Raises
@@ -509,7 +534,8 @@ def read_stream(run_dir: str | os.PathLike[str], stream: str) -> pa.Table:
                 return pq.read_table(final)
             if not parts_dir.is_dir():
                 break
-            parts = _live_parts(parts_dir)
+            subs = sorted(parts_dir.parent.glob(f"{stream}@*"), key=_sub_index)
+            parts = [p for d in (parts_dir, *subs) for p in _live_parts(d)]
             if parts:
                 return pa.concat_tables([pq.read_table(p) for p in parts])
             if stream in STREAM_SCHEMAS:
@@ -524,26 +550,48 @@ def read_stream(run_dir: str | os.PathLike[str], stream: str) -> pa.Table:
     raise DataError(f"run directory {run} has no {final.name} and no parts in {parts_dir}")
 
 
+PER_SYMBOL = ("ticks", "depth", "feed", *(f"candles_{i}" for i in INTERVALS))
+"""Streams whose rows a run of several symbols writes per symbol (:meth:`RunDirSink.streams`)."""
+
+
 class RunDirSink:
     """The run directory as a :class:`~trapsim.store.base.Sink`.
 
     Parameters
     ----------
     rundir : RunDir
-        An open run directory; closed with the sink.
+        An open run directory, holding :meth:`streams`; closed with the sink.
+    symbols : tuple of str
+        The run's symbols. Each symbol's ticks, candles, depth and feed go to a
+        sub-stream of their own, so a file holds the first symbol's rows, then the
+        second's, …, each in time order, however the run interleaved them (a
+        paced run and a flat-out run write the same bytes).
     """
+
+    @staticmethod
+    def streams(streams: tuple[str, ...], symbols: tuple[str, ...]) -> tuple[str, ...]:
+        """``streams`` and the sub-streams a run of ``symbols`` writes."""
+        return streams + tuple(f"{s}@{i}" for s in streams if s in PER_SYMBOL
+                               for i in range(1, len(symbols)))
 
     name = "rundir"
 
-    def __init__(self, rundir: RunDir) -> None:
+    def __init__(self, rundir: RunDir, symbols: tuple[str, ...] = ("BTC-USD",)) -> None:
         self.rundir = rundir
+        self.symbols = symbols
+
+    def _of(self, stream: str, symbol: str) -> str:
+        """One symbol's part of a stream: a sub-stream for every symbol but the first."""
+        i = self.symbols.index(symbol)
+        return f"{stream}@{i}" if i else stream
 
     def ticks(self, batch) -> None:
-        self.rundir.append("ticks", batch.to_arrow())
+        self.rundir.append(self._of("ticks", batch.symbol), batch.to_arrow())
 
     def candles(self, table: pa.Table) -> None:
-        """Candles of one interval, to its stream ``candles_<interval>``."""
-        self.rundir.append(f"candles_{table['interval'][0].as_py()}", table)
+        """Candles of one interval and symbol, to its stream ``candles_<interval>``."""
+        stream = f"candles_{table['interval'][0].as_py()}"
+        self.rundir.append(self._of(stream, table["symbol"][0].as_py()), table)
 
     def labels(self, labels: list[dict]) -> None:
         self.rundir.append("labels", labels_table(labels))
@@ -555,10 +603,17 @@ class RunDirSink:
         """Nothing to write: the activation's row is written when it ends."""
 
     def depth(self, table: pa.Table) -> None:
-        self.rundir.append("depth", table)
+        self.rundir.append(self._of("depth", table["symbol"][0].as_py()), table)
 
     def detections(self, rows: list[dict]) -> None:
         self.rundir.append("detections", detections_table(rows))
+
+    def funding(self, events: list) -> None:
+        self.rundir.append("funding", funding_table(events))
+
+    def feed(self, ticks, recv_ts) -> None:
+        """Ticks as subscribers received them, with their arrival times (feed faults)."""
+        self.rundir.append(self._of("feed", ticks.symbol), feed_table(ticks, recv_ts))
 
     def statistics(self, report: dict) -> None:
         self.rundir.write_json("stats.json", report)
@@ -578,6 +633,22 @@ def labels_table(labels: list[dict]) -> pa.Table:
     for name in ("start_ts", "peak_ts", "end_ts"):
         cols[name] = pa.array(cols[name], pa.int64()).cast(TS)
     return pa.table(cols, schema=LABELS)
+
+
+def funding_table(events: list) -> pa.Table:
+    """:class:`~trapsim.market.multi.Funding` events as a :data:`FUNDING` table."""
+    return pa.table({"ts": pa.array([e.ts for e in events], pa.int64()).cast(TS),
+                     "symbol": [e.symbol for e in events], "rate": [e.rate for e in events],
+                     "mark_price": [e.mark_price for e in events]}, schema=FUNDING)
+
+
+def feed_table(ticks: TickBatch, recv: np.ndarray) -> pa.Table:
+    """Delivered ticks and their arrival times as a :data:`~trapsim.core.schemas.FEED` table."""
+    n = len(ticks)
+    return pa.table({"ts": pa.array(ticks.ts, pa.int64()).cast(TS),
+                     "recv_ts": pa.array(recv, pa.int64()).cast(TS),
+                     "symbol": [ticks.symbol] * n, "price": ticks.price, "bid": ticks.bid,
+                     "ask": ticks.ask, "volume": ticks.volume}, schema=FEED)
 
 
 def hf_table(activations: list[dict]) -> pa.Table:

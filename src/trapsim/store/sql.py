@@ -1,5 +1,5 @@
-"""The SQL sink: runs, trap labels, HF activations, detections, statistics snapshots and candles
-(1m to 1d).
+"""The SQL sink: runs, trap labels, HF activations, detections, statistics snapshots, candles
+(1m to 1d) and funding events.
 
 One SQLAlchemy Core schema, identical on SQLite and PostgreSQL (psycopg 3, URL
 ``postgresql+psycopg://user@host/db``), created on first use::
@@ -12,6 +12,7 @@ One SQLAlchemy Core schema, identical on SQLite and PostgreSQL (psycopg 3, URL
                     confidence, features (JSON)       (runs with --detect; seq from 1)
     statistics      run_id, seq (PK together), taken_at, market_ts, report (JSON)
     candles         run_id, symbol, interval, ts (PK together), open, high, low, close, volume
+    funding         run_id, symbol, ts (PK together), rate, mark_price   (runs with the perp)
 
 Every time is an int64 (BIGINT) of nanoseconds since the Unix epoch, UTC — the
 project's internal time (DESIGN.md §3): exact, and read back identically from
@@ -135,8 +136,18 @@ candles = sa.Table(
     sa.Column("volume", sa.Double, nullable=False),
 )
 
+funding = sa.Table(
+    "funding",
+    metadata,
+    _run_fk(),
+    sa.Column("symbol", sa.String, primary_key=True),
+    sa.Column("ts", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("rate", sa.Double, nullable=False),
+    sa.Column("mark_price", sa.Double, nullable=False),
+)
+
 # Insert order within a transaction: the run's row before the rows referencing it.
-_TABLES = (runs, candles, labels, hf_activations, detections, statistics)
+_TABLES = (runs, candles, labels, hf_activations, detections, statistics, funding)
 # The candles table's columns after run_id, named as in the CANDLES schema.
 _CANDLE_COLUMNS = tuple(c.name for c in candles.columns)[1:]
 _DIALECT_INSERT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
@@ -325,6 +336,11 @@ class SqlSink:
             for i, d in zip(seq, rows, strict=True)
         ])
         self._writer.put(("detections", rows), weight=len(rows))
+
+    def funding(self, events: list) -> None:
+        """Queue the perpetual's funding events."""
+        rows = [(self.run_id, e.symbol, e.ts, e.rate, e.mark_price) for e in events]
+        self._writer.put(("funding", rows), weight=len(rows))
 
     def statistics(self, report: dict) -> None:
         """Queue a snapshot, unless one was queued less than :data:`SNAPSHOT_EVERY_S` ago."""
