@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from typer.exceptions import TyperException
 
-from trapsim.core.errors import SinkError, TrapsimError
+from trapsim.core.errors import ConfigError, SinkError, TrapsimError
 
 app = typer.Typer(
     name="trapsim",
@@ -105,6 +105,31 @@ def run(
             "so far in the status line and stats.json (default: off).",
         ),
     ] = None,
+    source: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="SOURCE",
+            help="Run on live sources instead (repeat for several): binance-ws, "
+            "replay:FILE, synthetic; failover, consensus and a circuit breaker publish "
+            "consensus.parquet (the sources run at 1/--sleep market seconds a second).",
+            rich_help_panel="Live sources",
+        ),
+    ] = None,
+    binance_ws_url: Annotated[
+        str,
+        typer.Option(metavar="URL", help="Binance websocket base URL.",
+                     rich_help_panel="Live sources"),
+    ] = "wss://stream.binance.com:9443",
+    binance_rest_url: Annotated[
+        str,
+        typer.Option(metavar="URL", help="Binance REST base URL.",
+                     rich_help_panel="Live sources"),
+    ] = "https://api.binance.com",
+    breaker_threshold: Annotated[
+        float,
+        typer.Option(metavar="FRACTION", help="Circuit breaker: largest move within a minute "
+                     "before publishing halts (default 0.20).", rich_help_panel="Live sources"),
+    ] = 0.20,
     config: Annotated[
         Path | None,
         typer.Option(
@@ -262,6 +287,16 @@ def run(
     # Checked before any sink touches a server: --redis-clear deletes keys.
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise SinkError(f"run directory {out} already exists and is not empty")
+    if source:
+        from trapsim.service.consensus_run import open_sources, run_sources
+
+        if not 0 < breaker_threshold < 1:
+            raise ConfigError(f"--breaker-threshold must be in (0, 1), got {breaker_threshold}")
+        sources = open_sources(source, cfg, binance_ws=binance_ws_url,
+                               binance_rest=binance_rest_url)
+        report = run_sources(sources, cfg, out, console, breaker_threshold=breaker_threshold)
+        out_console.print_json(data=report)
+        return
     run_id = uuid.uuid4().hex
     s = resolved.settings
     # Input files are read and checked before any sink touches a server.

@@ -14,10 +14,10 @@ from tests.store.conftest import free_port, run_sim, stream_rows
 from trapsim.core.errors import ConfigError, SinkError
 from trapsim.core.schemas import TickBatch
 from trapsim.core.time import DAY_NS, NS, iso
-from trapsim.store import resilient
 from trapsim.scenarios.chaos import Scenario
 from trapsim.service.config import RunConfig
 from trapsim.service.runner import Runner
+from trapsim.store import resilient
 from trapsim.store.redis import HISTORY_CAP, RedisSink, _Keys, _RedisBackend
 
 MIDNIGHT = 1736208000 * NS  # 2025-01-07T00:00:00Z

@@ -86,6 +86,20 @@ FUNDING = pa.schema(
 """Funding events of a perpetual: ``rate`` per funding interval as a fraction (longs pay
 shorts when positive), ``mark_price`` the perpetual's price at ``ts``."""
 
+CONSENSUS = pa.schema(
+    [
+        ("ts", TS),
+        ("symbol", pa.string()),
+        ("price", pa.float64()),
+        ("confidence", pa.float64()),
+        ("primary", pa.string()),
+        ("sources", pa.string()),
+    ]
+)
+"""Published consensus prices of a run on live sources: ``ts`` the arrival time of the
+update, ``confidence`` in [0, 1], ``primary`` the source carrying the feed, ``sources`` the
+sources averaged (comma-separated)."""
+
 FEED = pa.schema(
     [
         ("ts", TS),

@@ -59,6 +59,20 @@ class BinanceSource:
                 yield event.recv_ns, 0.5 * (event.bid + event.ask), 0.0
 
 
+async def _paced(chunks, speed: float) -> AsyncIterator[tuple[int, float, float]]:
+    """``(arrival ns, price, volume)`` of each tick of ``chunks`` (1 market second apart) at
+    ``speed`` market seconds per wall second, sent in about ten bursts a wall second."""
+    t0, sent = time.monotonic(), 0
+    for price, volume in chunks:
+        step = max(1, round(speed / 10))
+        for lo in range(0, len(price), step):
+            for p, v in zip(price[lo:lo + step].tolist(), volume[lo:lo + step].tolist(),
+                            strict=True):
+                yield time.time_ns(), p, v
+            sent += len(price[lo:lo + step])
+            await asyncio.sleep(max(0.0, t0 + sent / speed - time.monotonic()))
+
+
 @dataclass
 class CandleReplaySource:
     """A candle file replayed as 1-second ticks (:class:`~trapsim.feeds.replay.ReplayMarket`)
@@ -77,16 +91,35 @@ class CandleReplaySource:
         if not self.speed > 0:
             raise ConfigError(f"replay speed must be > 0, got {self.speed}")
         market = ReplayMarket(self.path, seed=self.seed, symbol=self.symbol)
-        step = max(1, round(self.speed / 10))  # about ten sends a wall second
-        t0, sent = time.monotonic(), 0
-        while sent < market.n_ticks:
-            chunk = market.next_chunk(min(step, market.n_ticks - sent))
-            if chunk is None or not len(chunk):
-                return
-            for price, volume in zip(chunk.price.tolist(), chunk.volume.tolist(), strict=True):
-                yield time.time_ns(), price, volume
-            sent += len(chunk)
-            await asyncio.sleep(max(0.0, t0 + sent / self.speed - time.monotonic()))
+        step = max(1, round(self.speed / 10))
+
+        def chunks():
+            while (chunk := market.next_chunk(step)) is not None and len(chunk):
+                yield chunk.price, chunk.volume
+
+        async for tick in _paced(chunks(), self.speed):
+            yield tick
+
+
+@dataclass
+class SyntheticSource:
+    """The synthetic market with its traps and chaos (a run's
+    :class:`~trapsim.service.simulation.Simulation`, headline symbol) at ``speed`` market
+    seconds per wall second."""
+
+    cfg: object  # RunConfig
+    speed: float = 1.0
+    name: str = "synthetic"
+    priority: float = 1.0
+
+    async def prices(self) -> AsyncIterator[tuple[int, float, float]]:
+        from trapsim.service.simulation import Simulation
+
+        sim = Simulation(self.cfg)
+        symbol = self.cfg.symbol
+        steps = ((s.ticks[symbol].price, s.ticks[symbol].volume) for s in sim.batches())
+        async for tick in _paced(steps, self.speed):
+            yield tick
 
 
 class Published(NamedTuple):

@@ -1,4 +1,5 @@
-r"""Chaos scenarios on a symbol's base market: price shocks, crashes, volatility spikes.
+r"""Chaos scenarios: price shocks, crashes, volatility spikes, depegs, divergences,
+correlation breaks and feed disruptions.
 
 A scenario is a YAML list of phases, each a scenario type with the parameters of
 the Market Data Simulator seed's chaos API, started at an offset from the run's
@@ -36,8 +37,9 @@ scenario, ``direction`` of the move, ``start_ts``, ``peak_ts`` (full effect),
   volatility multiplied (decaying over the recovery), then a full recovery over
   twice the crash (``v_shape``), half of it over 24 h with the rest kept
   (``slow_bounce``, as BTC after 2024-08-05), or none; the level reached at the
-  end stays. ``symbols`` and ``correlation_increase`` matter across assets; a
-  single-symbol run applies the crash to its own symbol, which must be listed.
+  end stays. It moves each listed symbol with a market of its own
+  (:data:`MARKET_SYMBOLS`) by its loading; the cross and the perpetual follow
+  their legs. The shared cascades are what raises the correlation.
 - ``volatility_spike`` (volatility_multiplier, duration_hours, pattern
   ``constant`` | ``random_walk``, preserve_trend): 1-second log returns are
   multiplied by the multiplier (ramping over the first and last 5 % of the
@@ -51,6 +53,15 @@ scenario, ``direction`` of the move, ``start_ts``, ``peak_ts`` (full effect),
   ``recovery_hours``; the peg's noise is multiplied by up to
   ``volatility_increase``. The defaults follow USDC in March 2023 (about −9 %
   within 12 hours, back within 0.2 % after about three days).
+
+- ``gradual_divergence`` (base_symbol, target_symbol, max_spread_bps,
+  buildup_hours, sustain_hours, recovery_hours): the target's log price moves by
+  ``ln(1 + max_spread_bps / 10^4)`` linearly over the build-up, stays, and comes
+  back linearly over the recovery (the seed's spot-versus-perpetual example).
+- ``correlation_break`` (ETH-USD against BTC-USD, target_correlation,
+  duration_hours): see :meth:`ChaosInjector._decouple`; the level reached stays.
+- ``feed_disruption`` changes what subscribers receive, not the market
+  (:mod:`trapsim.scenarios.feed_faults`).
 
 Guard rails (the seed's ``MAX_PRICE_DEVIATION`` and ``SCENARIO_TIMEOUT_HOURS``):
 no phase may move the price more than ``max_deviation`` (default 25 %) or

@@ -70,6 +70,7 @@ import yaml
 from trapsim.core.errors import ConfigError, DataError, SinkError
 from trapsim.core.schemas import (
     CANDLES,
+    CONSENSUS,
     DEPTH,
     DETECTIONS,
     FEED,
@@ -92,6 +93,7 @@ STREAM_SCHEMAS: dict[str, pa.Schema] = {
     "depth": DEPTH,
     "funding": FUNDING,
     "feed": FEED,
+    "consensus": CONSENSUS,
 }
 """Every stream a run directory can hold, name → Arrow schema its tables must have."""
 RUN_STREAMS = ("ticks", "labels", "hf_activations", *(f"candles_{i}" for i in INTERVALS))
