@@ -26,6 +26,8 @@ RUNS = {
     "seed-12": ["--seed", "12"],
     "seed-13": ["--seed", "13"],
     "seed-14-f0.6": ["--seed", "14", "--frequency", "0.6"],
+    "seed-15-symbols": ["--seed", "15", "--symbols", "BTC-USD,ETH-USD,USDT-USD,BTC-ETH",
+                        "--depth-every", "0"],
 }
 TIME_COLUMNS = ("start_ts", "peak_ts", "end_ts")
 
@@ -142,7 +144,8 @@ def test_labels_do_not_overlap(loaded, name):
 
 @pytest.mark.parametrize("name", list(RUNS))
 def test_hf_activations_follow_from_the_labels(runs, loaded, name):
-    _, traps = loaded[name]
+    # HF mode follows the headline symbol (BTC-USD) of a run of several.
+    traps = [r for r in loaded[name][1] if r["symbol"] == "BTC-USD"]
     t = pq.read_table(runs[name].out / "hf_activations.parquet")
     got = [
         {"start_ts": int(a), "end_ts": int(b), "trap_count": int(n), "types": json.loads(ty)}
