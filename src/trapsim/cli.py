@@ -116,20 +116,20 @@ def run(
         ),
     ] = None,
     binance_ws_url: Annotated[
-        str,
-        typer.Option(metavar="URL", help="Binance websocket base URL.",
-                     rich_help_panel="Live sources"),
-    ] = "wss://stream.binance.com:9443",
+        str | None,
+        typer.Option(metavar="URL", help="Binance websocket base URL (default Binance's, "
+                     "wss://stream.binance.com:9443).", rich_help_panel="Live sources"),
+    ] = None,
     binance_rest_url: Annotated[
-        str,
-        typer.Option(metavar="URL", help="Binance REST base URL.",
-                     rich_help_panel="Live sources"),
-    ] = "https://api.binance.com",
+        str | None,
+        typer.Option(metavar="URL", help="Binance REST base URL (default Binance's, "
+                     "https://api.binance.com).", rich_help_panel="Live sources"),
+    ] = None,
     breaker_threshold: Annotated[
-        float,
+        float | None,
         typer.Option(metavar="FRACTION", help="Circuit breaker: largest move within a minute "
                      "before publishing halts (default 0.20).", rich_help_panel="Live sources"),
-    ] = 0.20,
+    ] = None,
     config: Annotated[
         Path | None,
         typer.Option(
@@ -290,7 +290,7 @@ def run(
     if source:
         from trapsim.service.consensus_run import open_sources, run_sources
 
-        if not 0 < breaker_threshold < 1:
+        if breaker_threshold is not None and not 0 < breaker_threshold < 1:
             raise ConfigError(f"--breaker-threshold must be in (0, 1), got {breaker_threshold}")
         sources = open_sources(source, cfg, binance_ws=binance_ws_url,
                                binance_rest=binance_rest_url)

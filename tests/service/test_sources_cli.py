@@ -47,7 +47,7 @@ def test_an_unreachable_venue_fails_over_to_the_replay(tmp_path, raw):
     res = trapsim("run", "--source", "binance-ws", "--source",
                   f"replay:{raw / 'BTC_USDT-1m.feather'}",
                   "--binance-ws-url", "ws://127.0.0.1:1", "--binance-rest-url",
-                  "http://127.0.0.1:1", "--sleep", 0.01, "--duration", 0.05,
+                  "http://127.0.0.1:1", "--sleep", 0.01, "--duration", 0.15,
                   "--out", tmp_path / "r")
     assert res.returncode == 0, res.stderr
     events = [json.loads(x) for x in res.stderr.splitlines() if x.startswith("{")]

@@ -20,12 +20,17 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from trapsim.core.errors import ConfigError
 from trapsim.core.time import NS, iso
 from trapsim.feeds.binance import BinanceSpotAdapter, Quote, Trade
 from trapsim.feeds.consensus import CircuitBreaker, Consensus
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from trapsim.service.config import RunConfig
 
 log = logging.getLogger("trapsim.feeds")
 
@@ -59,17 +64,24 @@ class BinanceSource:
                 yield event.recv_ns, 0.5 * (event.bid + event.ask), 0.0
 
 
-async def _paced(chunks, speed: float) -> AsyncIterator[tuple[int, float, float]]:
+def burst(speed: float) -> int:
+    """Ticks sent at once at ``speed`` market seconds per wall second: about ten sends a
+    second."""
+    return max(1, round(speed / 10))
+
+
+async def _paced(chunks: AsyncIterator[tuple[np.ndarray, np.ndarray]],
+                 speed: float) -> AsyncIterator[tuple[int, float, float]]:
     """``(arrival ns, price, volume)`` of each tick of ``chunks`` (1 market second apart) at
-    ``speed`` market seconds per wall second, sent in about ten bursts a wall second."""
+    ``speed`` market seconds per wall second, sent in bursts of :func:`burst` ticks."""
+    step = burst(speed)
     t0, sent = time.monotonic(), 0
-    for price, volume in chunks:
-        step = max(1, round(speed / 10))
+    async for price, volume in chunks:
         for lo in range(0, len(price), step):
-            for p, v in zip(price[lo:lo + step].tolist(), volume[lo:lo + step].tolist(),
-                            strict=True):
+            prices = price[lo:lo + step].tolist()
+            for p, v in zip(prices, volume[lo:lo + step].tolist(), strict=True):
                 yield time.time_ns(), p, v
-            sent += len(price[lo:lo + step])
+            sent += len(prices)
             await asyncio.sleep(max(0.0, t0 + sent / speed - time.monotonic()))
 
 
@@ -90,10 +102,12 @@ class CandleReplaySource:
 
         if not self.speed > 0:
             raise ConfigError(f"replay speed must be > 0, got {self.speed}")
-        market = ReplayMarket(self.path, seed=self.seed, symbol=self.symbol)
-        step = max(1, round(self.speed / 10))
+        # Reading the file is slow work: off the event loop, which serves the other sources.
+        market = await asyncio.to_thread(ReplayMarket, self.path, seed=self.seed,
+                                         symbol=self.symbol)
+        step = burst(self.speed)
 
-        def chunks():
+        async def chunks():
             while (chunk := market.next_chunk(step)) is not None and len(chunk):
                 yield chunk.price, chunk.volume
 
@@ -107,7 +121,7 @@ class SyntheticSource:
     :class:`~trapsim.service.simulation.Simulation`, headline symbol) at ``speed`` market
     seconds per wall second."""
 
-    cfg: object  # RunConfig
+    cfg: RunConfig
     speed: float = 1.0
     name: str = "synthetic"
     priority: float = 1.0
@@ -115,10 +129,16 @@ class SyntheticSource:
     async def prices(self) -> AsyncIterator[tuple[int, float, float]]:
         from trapsim.service.simulation import Simulation
 
-        sim = Simulation(self.cfg)
+        # The simulation's steps are made off the event loop, which serves the other sources.
+        sim = await asyncio.to_thread(Simulation, self.cfg)
+        steps = sim.batches()
         symbol = self.cfg.symbol
-        steps = ((s.ticks[symbol].price, s.ticks[symbol].volume) for s in sim.batches())
-        async for tick in _paced(steps, self.speed):
+
+        async def chunks():
+            while (step := await asyncio.to_thread(next, steps, None)) is not None:
+                yield step.ticks[symbol].price, step.ticks[symbol].volume
+
+        async for tick in _paced(chunks(), self.speed):
             yield tick
 
 

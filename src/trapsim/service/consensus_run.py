@@ -37,14 +37,13 @@ from trapsim.feeds.sources import (
 from trapsim.service.config import RunConfig
 from trapsim.store.rundir import RunDir
 
-BINANCE_WS = "wss://stream.binance.com:9443"
-BINANCE_REST = "https://api.binance.com"
 FLUSH_S = 2.0
 
 
-def open_sources(specs: list[str], cfg: RunConfig, *, binance_ws: str = BINANCE_WS,
-                 binance_rest: str = BINANCE_REST) -> list[Source]:
-    """The sources named by ``--source`` options.
+def open_sources(specs: list[str], cfg: RunConfig, *, binance_ws: str | None = None,
+                 binance_rest: str | None = None) -> list[Source]:
+    """The sources named by ``--source`` options; the Binance URLs default to Binance's
+    (:class:`~trapsim.feeds.binance.BinanceSpotAdapter`).
 
     Raises
     ------
@@ -59,7 +58,8 @@ def open_sources(specs: list[str], cfg: RunConfig, *, binance_ws: str = BINANCE_
     sources: list[Source] = []
     for spec in specs:
         if spec == "binance-ws":
-            adapter = BinanceSpotAdapter(cfg.symbol, ws_url=binance_ws, rest_url=binance_rest)
+            urls = {"ws_url": binance_ws, "rest_url": binance_rest}
+            adapter = BinanceSpotAdapter(cfg.symbol, **{k: v for k, v in urls.items() if v})
             sources.append(BinanceSource(adapter))
         elif spec.startswith("replay:"):
             path = Path(spec.removeprefix("replay:"))
@@ -78,13 +78,15 @@ def open_sources(specs: list[str], cfg: RunConfig, *, binance_ws: str = BINANCE_
 
 
 def run_sources(sources: list[Source], cfg: RunConfig, out: Path, console: Console, *,
-                breaker_threshold: float = 0.20) -> dict:
+                breaker_threshold: float | None = None) -> dict:
     """Publish the consensus of ``sources`` into the run directory ``out``; returns the
-    report (also ``stats.json``)."""
+    report (also ``stats.json``). ``breaker_threshold`` None keeps the
+    :class:`~trapsim.feeds.consensus.CircuitBreaker` default (20 %)."""
     rundir = RunDir.create(out, streams=("consensus",))
     rundir.write_yaml("sources.yaml", {"symbol": cfg.symbol, "sleep": cfg.sleep,
                                        "sources": [s.name for s in sources]})
-    manager = FeedManager(sources, breaker=CircuitBreaker(max_move=breaker_threshold))
+    breaker = CircuitBreaker() if breaker_threshold is None else CircuitBreaker(breaker_threshold)
+    manager = FeedManager(sources, breaker=breaker)
     limit = None if cfg.duration is None else cfg.duration * 3600 * cfg.sleep
     stop: dict = {"reason": None}
     rows: list[Published] = []

@@ -27,7 +27,7 @@ from trapsim.detect.scoring import LiveScore
 from trapsim.market.depth import DepthModel
 from trapsim.market.ohlcv import INTERVALS, CandleAggregator
 from trapsim.scenarios.chaos import announce
-from trapsim.scenarios.feed_faults import FeedFaults, feed_fault_labels
+from trapsim.scenarios.feed_faults import FeedFaults
 from trapsim.scenarios.injector import TRAP_TYPES
 from trapsim.service.config import RunConfig
 from trapsim.service.simulation import PERP, Simulation
@@ -74,9 +74,11 @@ class Runner:
         self.console = console
         self.sim = sim or Simulation(cfg)
         symbols = cfg.symbols
+        # Subscribers (every sink but the run directory) get the feed with its faults.
+        self.faults = FeedFaults(cfg.scenario, symbols, self.sim.start_ts, cfg.seed)
         streams = RUN_STREAMS + (("depth",) if cfg.depth_every else ()) + (
             ("detections",) if cfg.detect else ()) + (("funding",) if PERP in symbols else ()) + (
-            ("feed",) if feed_fault_labels(cfg.scenario, symbols, 0) else ())
+            ("feed",) if self.faults else ())
         rundir = RunDir.create(out, streams=RunDirSink.streams(streams, symbols))
         rundir.write_yaml("config.yaml", cfg.model_dump(mode="json"))
         self.sinks: list = [RunDirSink(rundir, symbols), *extra_sinks]  # the run directory first
@@ -87,8 +89,6 @@ class Runner:
         # HF mode and the live detector follow the headline symbol's traps.
         self.hf = HFTracker(cfg.hf_min_traps, int(cfg.hf_window * NS))
         self.stats = RunStats(self.sim.regime_names, TRAP_TYPES, symbols)
-        # Subscribers (every sink but the run directory) get the feed with its faults.
-        self.faults = FeedFaults(cfg.scenario, symbols, self.sim.start_ts, cfg.seed)
         # The live detector sees exactly the ticks the sinks get, never a label.
         self.detector = TrapDetector() if cfg.detect else None
         self.live_score = LiveScore(self.sim.start_ts) if cfg.detect else None

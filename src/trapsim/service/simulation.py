@@ -27,7 +27,7 @@ from trapsim.market.base import BaseChunk
 from trapsim.market.multi import VOLUME_SHARE, Funding, MultiAssetMarket, quote_params
 from trapsim.market.params import DEFAULT_PARAMS
 from trapsim.market.spread import SpreadModel
-from trapsim.scenarios.chaos import ChaosInjector, check_symbols
+from trapsim.scenarios.chaos import MARKET_SYMBOLS, ChaosInjector, check_symbols
 from trapsim.scenarios.feed_faults import feed_fault_labels
 from trapsim.scenarios.injector import TrapInjector
 from trapsim.scenarios.traps import final_prices
@@ -120,7 +120,6 @@ class Simulation:
         keep_freed_blocks()  # the two-thread pipeline's arrays, see trapsim.core.allocator
         self.cfg = cfg
         self.symbols = cfg.symbols
-        self.symbol = cfg.symbol
         if cfg.scenario is not None:
             check_symbols(cfg.scenario, self.symbols)
         btc_params = cfg.market or DEFAULT_PARAMS
@@ -130,7 +129,7 @@ class Simulation:
             self.market = ReplayMarket(cfg.replay, seed=cfg.seed, symbol=cfg.symbol)
             own = ("BTC-USD",)
         else:
-            own = tuple(s for s in ("BTC-USD", "ETH-USD", "USDT-USD", PERP) if s in self.symbols)
+            own = tuple(s for s in (*MARKET_SYMBOLS, PERP) if s in self.symbols)
             self.market = MultiAssetMarket(own, seed=cfg.seed, start_ts=cfg.start_ns,
                                            volatility=cfg.volatility, btc_params=btc_params)
         self.start_ts = int(getattr(self.market, "start_ts", cfg.start_ns))
