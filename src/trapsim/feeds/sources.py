@@ -215,7 +215,11 @@ class FeedManager:
         try:
             while True:
                 try:
-                    name, ts, price, volume = await asyncio.wait_for(queue.get(), 1.0)
+                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+                    # cancellation that lands as the queue hands over an item (gh-86296),
+                    # and the run would never stop.
+                    async with asyncio.timeout(1.0):
+                        name, ts, price, volume = await queue.get()
                 except TimeoutError:
                     self._review(time.time_ns())
                     continue

@@ -117,7 +117,8 @@ class RecordedVenue:
                 delay = due - asyncio.get_running_loop().time()
                 if delay > 0:
                     try:  # wait, unless the client leaves or the venue stops meanwhile
-                        await asyncio.wait_for(ws.wait_closed(), delay)
+                        async with asyncio.timeout(delay):
+                            await ws.wait_closed()
                         return
                     except TimeoutError:
                         pass

@@ -68,7 +68,9 @@ def open_sources(specs: list[str], cfg: RunConfig, *, binance_ws: str | None = N
             sources.append(CandleReplaySource(path, speed=speed, seed=cfg.seed,
                                               symbol=cfg.symbol))
         elif spec == "synthetic":
-            sources.append(SyntheticSource(cfg, speed=speed))
+            # A live market: it runs until the run stops, not for --duration on its own.
+            sources.append(SyntheticSource(cfg.model_copy(update={"duration": None}),
+                                           speed=speed))
         else:
             raise ConfigError(f"--source {spec!r}: use binance-ws, replay:FILE or synthetic")
     names = [s.name for s in sources]
