@@ -383,8 +383,7 @@ class BinanceSpotAdapter:
             fetching: asyncio.Task | None = None
             while True:
                 try:
-                    async with asyncio.timeout(self.timeout):  # not wait_for: see FeedManager.run
-                        raw = await ws.recv(decode=False)
+                    raw = await asyncio.wait_for(ws.recv(decode=False), self.timeout)
                 except websockets.ConnectionClosedOK:
                     return  # the venue closed the stream cleanly
                 for event in stream.on_message(raw, time.time_ns()):

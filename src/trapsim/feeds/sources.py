@@ -215,11 +215,7 @@ class FeedManager:
         try:
             while True:
                 try:
-                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
-                    # cancellation that lands as the queue hands over an item (gh-86296),
-                    # and the run would never stop.
-                    async with asyncio.timeout(1.0):
-                        name, ts, price, volume = await queue.get()
+                    name, ts, price, volume = await asyncio.wait_for(queue.get(), 1.0)
                 except TimeoutError:
                     self._review(time.time_ns())
                     continue
@@ -228,8 +224,12 @@ class FeedManager:
                 if self.breaker.allow(ts, c.price):
                     yield Published(ts, c.price, c.confidence, self.primary, c.used)
         finally:
-            for t in tasks:
-                t.cancel()
+            # Cancel until done: on Python 3.11 asyncio.wait_for (here and in the Binance
+            # adapter) can swallow a cancellation that lands as its result arrives (gh-86296).
+            while pending := [t for t in tasks if not t.done()]:
+                for t in pending:
+                    t.cancel()
+                await asyncio.wait(pending, timeout=1.0)
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _pump(self, source: Source, queue: asyncio.Queue) -> None:

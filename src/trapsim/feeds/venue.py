@@ -117,8 +117,7 @@ class RecordedVenue:
                 delay = due - asyncio.get_running_loop().time()
                 if delay > 0:
                     try:  # wait, unless the client leaves or the venue stops meanwhile
-                        async with asyncio.timeout(delay):
-                            await ws.wait_closed()
+                        await asyncio.wait_for(ws.wait_closed(), delay)
                         return
                     except TimeoutError:
                         pass

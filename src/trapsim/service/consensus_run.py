@@ -127,8 +127,11 @@ def run_sources(sources: list[Source], cfg: RunConfig, out: Path, console: Conso
                     flush()
                     last = time.monotonic()
         finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            # Cancel until done: FeedManager.run awaits asyncio.wait_for, which on Python
+            # 3.11 can swallow a cancellation that lands as an item arrives (gh-86296).
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=1.0)
 
     console.print(f"run directory {out}  sources {', '.join(s.name for s in sources)}",
                   highlight=False, soft_wrap=True)
