@@ -87,6 +87,14 @@ def run(
             "stablecoin_depeg, gradual_divergence, correlation_break, feed_disruption phases.",
         ),
     ] = None,
+    symbol_settings: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="Per-symbol settings YAML (the seed's supported_symbols: decimals, "
+            "min_price, max_price, circuit_breaker_threshold, depeg_alert_threshold).",
+        ),
+    ] = None,
     depth_every: Annotated[
         float | None,
         typer.Option(
@@ -265,6 +273,7 @@ def run(
             "replay": replay,
             "params": params,
             "scenario": scenario,
+            "symbol_settings": symbol_settings,
             "depth_every": depth_every,
             "depth_levels": depth_levels,
             "detect": detect,

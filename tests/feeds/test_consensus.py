@@ -115,11 +115,13 @@ def test_failover_when_the_primary_venue_stops_and_back_when_it_returns(caplog):
                 break
             elif now > 20:
                 break
+        # Before the venue stops again: its stop would mark the source down.
+        status = manager.status()
         await venue.stop()
-        return seen, manager
+        return seen, manager, status
 
     with caplog.at_level(logging.WARNING, logger="trapsim.feeds"):
-        seen, manager = asyncio.run(main())
+        seen, manager, status = asyncio.run(main())
     runs = [p for i, p in enumerate(seen) if i == 0 or seen[i - 1] != p]
     # The replay may speak first, while the venue's stream opens.
     assert runs[runs.index("binance-ws"):][:3] == ["binance-ws", "replay", "binance-ws"]
@@ -127,4 +129,4 @@ def test_failover_when_the_primary_venue_stops_and_back_when_it_returns(caplog):
     events = [json.loads(r.getMessage()) for r in caplog.records if r.getMessage().startswith("{")]
     kinds = [e["event"] for e in events]
     assert "source_down" in kinds and "failover" in kinds
-    assert manager.status()["sources"]["binance-ws"]["state"] == "up"
+    assert status["sources"]["binance-ws"]["state"] == "up"

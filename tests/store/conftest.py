@@ -20,6 +20,7 @@ import time
 import uuid
 from pathlib import Path
 
+import numpy as np
 import psycopg
 import pyarrow as pa
 import pytest
@@ -28,6 +29,7 @@ import sqlalchemy as sa
 from rich.console import Console
 
 from trapsim.market.params import DEFAULT_PARAMS
+from trapsim.market.symbols import load_symbol_settings
 from trapsim.service.config import RunConfig
 from trapsim.service.runner import Runner
 from trapsim.store.rundir import read_stream
@@ -56,6 +58,13 @@ def run_sim(out: Path, *sinks, sleep: float = 0.0, detect: bool = False) -> dict
     cfg = RunConfig(duration=6, sleep=sleep, seed=3, frequency=1.0, market=DEFAULT_PARAMS,
                     detect=detect)
     return Runner(cfg, out, Console(quiet=True), extra_sinks=sinks).run()
+
+
+def published(rows: list[dict]) -> list[dict]:
+    """Tick rows with the price subscribers get: on the symbol's grid (its ``decimals``)."""
+    specs = load_symbol_settings()
+    return [{**r, "price": float(specs[r["symbol"]].on_grid(*[np.array([r["price"]])] * 3)[0][0])}
+            for r in rows]
 
 
 def stream_rows(run_dir: Path, stream: str) -> list[dict]:

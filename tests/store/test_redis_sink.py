@@ -10,10 +10,11 @@ import pytest
 import redis
 from rich.console import Console
 
-from tests.store.conftest import free_port, run_sim, stream_rows
+from tests.store.conftest import free_port, published, run_sim, stream_rows
 from trapsim.core.errors import ConfigError, SinkError
 from trapsim.core.schemas import TickBatch
 from trapsim.core.time import DAY_NS, NS, iso
+from trapsim.market.symbols import load_symbol_settings
 from trapsim.scenarios.chaos import Scenario
 from trapsim.service.config import RunConfig
 from trapsim.service.runner import Runner
@@ -285,7 +286,7 @@ def test_run_end_to_end_matches_the_run_directory(tmp_path, redis_url, rclient, 
     assert history == labels[::-1]
     assert [json.loads(x) for x in rclient.lrange(prefix + "hf_activations", 0, -1)] == acts[::-1]
 
-    tick_rows = stream_rows(run, "ticks")
+    tick_rows = published(stream_rows(run, "ticks"))
     last, prev = tick_rows[-1], tick_rows[-2]
     assert float(rclient.get(prefix + "last_btc_price")) == last["price"]
     assert float(rclient.get(prefix + "prev_btc_price")) == prev["price"]
@@ -371,7 +372,7 @@ def test_server_restarted_mid_run_loses_and_duplicates_nothing(tmp_path, private
     assert history == labels[::-1]  # every trap once, in order
     acts = [hf_json(a) for a in stream_rows(run, "hf_activations")]
     assert [json.loads(x) for x in client.lrange("sim_hf_activations", 0, -1)] == acts[::-1]
-    tick_rows = stream_rows(run, "ticks")
+    tick_rows = published(stream_rows(run, "ticks"))
     day = [(r["ts"], r["price"], r["volume"]) for r in tick_rows]
     assert read_day(client, day_key("sim_", day[-1][0])) == day[-HISTORY_CAP:][::-1]
     assert client.get("sim_running") == "0"
@@ -410,7 +411,7 @@ def test_several_symbols_get_their_own_keys_and_subscribers_the_faulty_feed(
     cfg = RunConfig(duration=9, sleep=0, seed=4, symbols=symbols, scenario=sc)
     sink = RedisSink(redis_url, run_id="multi", prefix=prefix, symbols=symbols)
     Runner(cfg, tmp_path / "run", Console(quiet=True), extra_sinks=(sink,)).run()
-    ticks = stream_rows(tmp_path / "run", "ticks")
+    ticks = published(stream_rows(tmp_path / "run", "ticks"))
     feed = stream_rows(tmp_path / "run", "feed")
     for symbol, asset in (("BTC-USD", "btc"), ("ETH-USD", "eth"), ("BTC-USD-PERP", "btc_perp")):
         mine = [r for r in ticks if r["symbol"] == symbol]
@@ -428,3 +429,27 @@ def test_several_symbols_get_their_own_keys_and_subscribers_the_faulty_feed(
     assert [f["ts"] for f in funding] == [iso(r["ts"]) for r in
                                           stream_rows(tmp_path / "run", "funding")][::-1]
     assert len(funding) == 1  # 08:00 UTC
+
+
+def test_subscribers_get_quotes_on_the_grid_and_nothing_while_the_breaker_halts(
+        tmp_path, redis_url, rclient, prefix):
+    specs = {s: spec.model_dump() for s, spec in load_symbol_settings().items()}
+    specs["BTC-USD"]["circuit_breaker_threshold"] = 0.05
+    sc = Scenario.model_validate({"name": "drop", "phases": [
+        {"type": "price_shock", "at": "1h", "shock_percentage": -10, "duration_seconds": 5,
+         "pattern": "gradual_linear", "recovery_time_seconds": 600}]})
+    cfg = RunConfig(duration=2, sleep=0, seed=3, frequency=0, scenario=sc,
+                    symbol_settings=specs)
+    sink = RedisSink(redis_url, run_id="guard", prefix=prefix, history_cap=10_000)
+    Runner(cfg, tmp_path / "run", Console(quiet=True), extra_sinks=(sink,)).run()
+    alerts = stream_rows(tmp_path / "run", "alerts")
+    assert [a["event"] for a in alerts] == ["circuit_breaker_tripped", "circuit_breaker_reset"]
+    trip, reset = (a["ts"] for a in alerts)
+    ticks = stream_rows(tmp_path / "run", "ticks")
+    got = read_day(rclient, day_key(prefix, ticks[0]["ts"]))[::-1]
+    # Every tick but the halted five minutes, each price on the cent grid.
+    assert [ts for ts, _, _ in got] == [r["ts"] for r in ticks if not trip <= r["ts"] < reset]
+    cents = np.array([p for _, p, _ in got]) * 100
+    assert np.array_equal(cents, np.round(cents))
+    history = [json.loads(x) for x in rclient.lrange(prefix + "alert_history", 0, -1)]
+    assert [h["event"] for h in history] == ["circuit_breaker_reset", "circuit_breaker_tripped"]

@@ -86,6 +86,20 @@ FUNDING = pa.schema(
 """Funding events of a perpetual: ``rate`` per funding interval as a fraction (longs pay
 shorts when positive), ``mark_price`` the perpetual's price at ``ts``."""
 
+ALERTS = pa.schema(
+    [
+        ("ts", TS),
+        ("symbol", pa.string()),
+        ("event", pa.string()),
+        ("price", pa.float64()),
+        ("value", pa.float64()),
+    ]
+)
+"""Publication alerts of a symbol (:mod:`trapsim.feeds.guard`): ``event`` one of
+``price_out_of_range``, ``price_in_range``, ``circuit_breaker_tripped``,
+``circuit_breaker_reset``, ``depeg_alert``, ``depeg_cleared``; ``price`` the tick's;
+``value`` the band edge crossed, the move, or the distance from the peg."""
+
 CONSENSUS = pa.schema(
     [
         ("ts", TS),
@@ -158,6 +172,11 @@ class TickBatch:
             self.regime[lo:hi],
             self.regime_names,
         )
+
+    def take(self, rows: np.ndarray) -> TickBatch:
+        """The rows a bool mask or an index array selects, as a new batch (copies)."""
+        return TickBatch(self.symbol, *(getattr(self, f)[rows] for f in (
+            "ts", "price", "bid", "ask", "volume", "regime")), self.regime_names)
 
     def to_arrow(self) -> pa.Table:
         """The batch as an Arrow table with the :data:`TICKS` schema."""

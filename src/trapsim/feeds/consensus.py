@@ -26,11 +26,14 @@ bands of US equities) and resumes after ``cooldown_s``.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections import deque
 from collections.abc import Mapping
 from typing import NamedTuple
+
+import numpy as np
 
 from trapsim.core.errors import ConfigError
 from trapsim.core.time import NS, iso
@@ -148,8 +151,11 @@ class CircuitBreaker:
     max_move : float, default 0.20
         Largest relative move allowed within the window.
     window_s : float, default 60
+        Length of the window the move is measured over, seconds.
     cooldown_s : float, default 300
         Time after a trip until publishing resumes (the reference resets then).
+    symbol : str, optional
+        Named in the events and log lines.
 
     Raises
     ------
@@ -158,14 +164,16 @@ class CircuitBreaker:
     """
 
     def __init__(self, max_move: float = 0.20, window_s: float = 60.0,
-                 cooldown_s: float = 300.0) -> None:
+                 cooldown_s: float = 300.0, symbol: str | None = None) -> None:
         if not (max_move > 0 and window_s > 0 and cooldown_s > 0):
             raise ConfigError("circuit breaker max_move, window_s and cooldown_s must be > 0")
         self.max_move = max_move
+        self.symbol = symbol
         self.window_ns = int(window_s * NS)
         self.cooldown_ns = int(cooldown_s * NS)
         self.tripped_at: int | None = None
         self.trips = 0
+        self.events: list[dict] = []  # trips and resets (int ns ``ts``), in order
         self._lo: deque[tuple[int, float]] = deque()  # increasing prices: window minimum first
         self._hi: deque[tuple[int, float]] = deque()  # decreasing prices: window maximum first
 
@@ -178,10 +186,41 @@ class CircuitBreaker:
         if self.tripped_at is not None:
             if ts - self.tripped_at < self.cooldown_ns:
                 return False
-            log.warning('{"event": "circuit_breaker_reset", "ts": "%s"}', iso(ts))
+            self._event({"event": "circuit_breaker_reset", "ts": ts, "price": price})
             self.tripped_at = None
             self._lo.clear()
             self._hi.clear()
+        move = self._push(ts, price)
+        if move > self.max_move:
+            self.tripped_at = ts
+            self.trips += 1
+            self._event({"event": "circuit_breaker_tripped", "ts": ts, "price": price,
+                         "move": round(move, 6), "window_s": self.window_ns / NS})
+            return False
+        return True
+
+    def allow_many(self, ts: np.ndarray, price: np.ndarray) -> np.ndarray:
+        """:meth:`allow` over consecutive updates (int64 ns, quote currency): a bool mask.
+
+        A batch whose whole range, with the window before it, stays within
+        ``max_move`` cannot trip, so only its last window is kept; others go
+        update by update.
+        """
+        n = len(ts)
+        if n == 0:
+            return np.ones(0, bool)
+        lo, hi = float(price.min()), float(price.max())
+        if self._lo:  # the window before the batch
+            lo, hi = min(lo, self._lo[0][1]), max(hi, self._hi[0][1])
+        if self.tripped_at is None and hi / lo - 1.0 <= self.max_move:
+            for i in range(int(np.searchsorted(ts, ts[-1] - self.window_ns)), n):
+                self._push(int(ts[i]), float(price[i]))
+            return np.ones(n, bool)
+        return np.fromiter((self.allow(int(t), float(p)) for t, p in zip(ts, price, strict=True)),
+                           bool, n)
+
+    def _push(self, ts: int, price: float) -> float:
+        """Add an update to the window; returns the largest move within it."""
         for q in (self._lo, self._hi):
             while q and q[0][0] < ts - self.window_ns:
                 q.popleft()
@@ -193,12 +232,10 @@ class CircuitBreaker:
         hi = self._hi[0][1] if self._hi else price
         self._lo.append((ts, price))
         self._hi.append((ts, price))
-        move = max(price / lo - 1.0, 1.0 - price / hi)
-        if move > self.max_move:
-            self.tripped_at = ts
-            self.trips += 1
-            log.warning('{"event": "circuit_breaker_tripped", "ts": "%s", "price": %r, '
-                        '"move": %.4f, "window_s": %g}', iso(ts), price, move,
-                        self.window_ns / NS)
-            return False
-        return True
+        return max(price / lo - 1.0, 1.0 - price / hi)
+
+    def _event(self, event: dict) -> None:
+        if self.symbol is not None:
+            event["symbol"] = self.symbol
+        self.events.append(event)
+        log.warning(json.dumps({**event, "ts": iso(event["ts"])}))

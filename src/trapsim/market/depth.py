@@ -33,15 +33,12 @@ from trapsim.core.errors import ConfigError
 from trapsim.core.schemas import DEPTH
 from trapsim.core.seeding import rng_for
 from trapsim.core.time import NS
+from trapsim.market.symbols import load_symbol_settings
 
 LEVELS = 10
 """Default price levels per side."""
 EVERY_S = 10.0
 """Default market seconds between snapshots."""
-TICK_SIZE = {"BTC-USD": 0.01, "ETH-USD": 0.01, "USDT-USD": 0.0001, "BTC-ETH": 0.00001,
-             "BTC-USD-PERP": 0.1}
-"""Price step of each symbol's book (quote currency): Binance's BTCUSDT, ETHUSDT, USDCUSDT,
-ETHBTC and USDⓈ-M BTCUSDT."""
 PROFILE_POWER = 1.0
 """``a`` of the mean queue profile."""
 PROFILE_DECAY = 4.0
@@ -108,13 +105,16 @@ class DepthModel:
     Parameters
     ----------
     symbol : str
-        A key of :data:`TICK_SIZE`.
+        A symbol of :mod:`trapsim.market.symbols`.
     seed : int
         Run seed; the noise is ``rng_for(seed, "depth/<symbol>")``.
     every_s : float, default 10
         Market seconds between snapshots, > 0.
     levels : int, default 10
         Levels per side, >= 1.
+    tick_size : float, optional
+        Price step of the book (quote currency); default the symbol's shipped
+        ``decimals`` (:mod:`trapsim.market.symbols`).
 
     Raises
     ------
@@ -123,12 +123,14 @@ class DepthModel:
     """
 
     def __init__(self, symbol: str, seed: int, every_s: float = EVERY_S,
-                 levels: int = LEVELS) -> None:
-        if symbol not in TICK_SIZE:
+                 levels: int = LEVELS, tick_size: float | None = None) -> None:
+        specs = load_symbol_settings()
+        if symbol not in specs:
             raise ConfigError(f"no book tick size for {symbol!r}")
         if not every_s > 0 or int(levels) != levels or levels < 1:
             raise ConfigError(f"need every_s > 0 and levels >= 1, got {every_s}, {levels}")
         self.symbol = symbol
+        self.tick_size = specs[symbol].tick_size if tick_size is None else tick_size
         self.every_ns = round(every_s * NS)
         self.levels = int(levels)
         self._rng = rng_for(seed, f"depth/{symbol}")
@@ -167,7 +169,7 @@ class DepthModel:
         px = np.empty((count, 2 * self.levels))
         qty = np.empty((count, 2 * self.levels))
         k = _snapshots(ts, bid, ask, volume, self.every_ns,
-                       self._state, eps, TICK_SIZE[self.symbol], self._profile, DEPTH_SECONDS,
+                       self._state, eps, self.tick_size, self._profile, DEPTH_SECONDS,
                        self._decay, out_ts, px, qty)
         assert k == count  # both kernels follow one rule
         return _table(self.symbol, out_ts, px, qty, self.levels)

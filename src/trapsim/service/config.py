@@ -13,6 +13,7 @@ from trapsim.core.config import FrozenModel, describe, read_yaml
 from trapsim.core.errors import ConfigError
 from trapsim.core.time import parse_ts
 from trapsim.market.params import DEFAULT_PARAMS, MarketParams, load_params
+from trapsim.market.symbols import SymbolSpec, load_symbol_settings
 from trapsim.scenarios.chaos import Scenario, load_scenario
 
 DEFAULT_START = "2025-01-06T00:00:00Z"
@@ -70,6 +71,10 @@ class RunConfig(FrozenModel):
     market: MarketParams | None = Field(
         None, description="Market parameters (synthetic runs); None for a replay."
     )
+    symbol_settings: dict[str, SymbolSpec] | None = Field(
+        None, description="Per-symbol settings (decimals, price band, circuit breaker, depeg "
+        "alert) by symbol, stored inline; None takes the shipped ones."
+    )
 
     @field_validator("start")
     @classmethod
@@ -105,6 +110,23 @@ class RunConfig(FrozenModel):
         if self.replay is not None and self.symbols != ("BTC-USD",):
             raise ValueError("a replay runs one symbol: leave symbols at BTC-USD")
         return self
+
+    @field_validator("symbol_settings")
+    @classmethod
+    def _every_symbol(cls, value: dict[str, SymbolSpec] | None) -> dict | None:
+        from trapsim.market.multi import SYMBOLS
+
+        if value is not None:
+            wrong = [k for k, spec in value.items() if k != spec.symbol]
+            if wrong or set(value) != set(SYMBOLS):
+                raise ValueError(f"symbol_settings must map each of {', '.join(SYMBOLS)} to "
+                                 "its settings, keyed by its own symbol")
+        return value
+
+    @property
+    def specs(self) -> dict[str, SymbolSpec]:
+        """The settings of every symbol."""
+        return self.symbol_settings or load_symbol_settings()
 
     @property
     def symbol(self) -> str:
@@ -161,7 +183,7 @@ def build_config(
             label = names.get(key, f"options: {key}")
             if key == "params":
                 key = "market"
-            elif isinstance(value, Path) and key != "scenario":
+            elif isinstance(value, Path) and key not in ("scenario", "symbol_settings"):
                 value = str(value)
             data[key] = value
             where[key] = label
@@ -189,6 +211,12 @@ def build_config(
             data["scenario"] = load_scenario(data["scenario"]).model_dump(mode="json")
         except ConfigError as err:
             raise ConfigError(f"{where['scenario']}: {err}") from None
+    if isinstance(data.get("symbol_settings"), Path):
+        try:
+            specs = load_symbol_settings(data["symbol_settings"])
+        except ConfigError as err:
+            raise ConfigError(f"{where['symbol_settings']}: {err}") from None
+        data["symbol_settings"] = {s: spec.model_dump() for s, spec in specs.items()}
     data.setdefault("seed", secrets.randbelow(2**31))
     try:
         return RunConfig.model_validate(data)

@@ -24,6 +24,7 @@ from trapsim.core.schemas import TickBatch
 from trapsim.core.time import NS, iso
 from trapsim.detect.detector import TrapDetector
 from trapsim.detect.scoring import LiveScore
+from trapsim.feeds.guard import PublicationGuard
 from trapsim.market.depth import DepthModel
 from trapsim.market.ohlcv import INTERVALS, CandleAggregator
 from trapsim.scenarios.chaos import announce
@@ -76,6 +77,7 @@ class Runner:
         symbols = cfg.symbols
         # Subscribers (every sink but the run directory) get the feed with its faults.
         self.faults = FeedFaults(cfg.scenario, symbols, self.sim.start_ts, cfg.seed)
+        self.guards = {s: PublicationGuard(cfg.specs[s]) for s in symbols}
         streams = RUN_STREAMS + (("depth",) if cfg.depth_every else ()) + (
             ("detections",) if cfg.detect else ()) + (("funding",) if PERP in symbols else ()) + (
             ("feed",) if self.faults else ())
@@ -84,7 +86,8 @@ class Runner:
         self.sinks: list = [RunDirSink(rundir, symbols), *extra_sinks]  # the run directory first
         self.candles = {s: [CandleAggregator(s, interval) for interval in INTERVALS]
                         for s in symbols}
-        self.depth = {s: DepthModel(s, cfg.seed, cfg.depth_every, cfg.depth_levels)
+        self.depth = {s: DepthModel(s, cfg.seed, cfg.depth_every, cfg.depth_levels,
+                                    cfg.specs[s].tick_size)
                       for s in symbols} if cfg.depth_every else {}
         # HF mode and the live detector follow the headline symbol's traps.
         self.hf = HFTracker(cfg.hf_min_traps, int(cfg.hf_window * NS))
@@ -112,12 +115,11 @@ class Runner:
         head = step[self.cfg.symbol]
         for ticks in step.values():
             self.stats.add_ticks(ticks)
+            self.sinks[0].ticks(ticks)
             if self.faults:
-                self.sinks[0].ticks(ticks)
                 self._deliver(*self.faults.deliver(ticks))
             else:
-                for sink in self.sinks:
-                    sink.ticks(ticks)
+                self._deliver(ticks)
             if self.depth:
                 book = self.depth[ticks.symbol].update(ticks.ts, ticks.bid, ticks.ask,
                                                        ticks.volume)
@@ -163,10 +165,23 @@ class Runner:
                            ended)
         self.last_tick = head.slice(len(head) - 1, len(head))
 
-    def _deliver(self, ticks: TickBatch, recv_ts) -> None:
-        """Ticks as subscribers receive them: recorded in the run directory, sent to the rest."""
+    def _deliver(self, ticks: TickBatch, recv_ts=None) -> None:
+        """Ticks as subscribers receive them (after feed faults, ``recv_ts`` their arrival
+        times, and the symbol's publication guard: band, breaker, price grid): recorded in
+        the run directory if faulty, sent to the other sinks; the guard's alerts go to
+        every sink."""
+        keep, alerts = self.guards[ticks.symbol].check(ticks)
+        if alerts:
+            self.stats.add_alerts(alerts)
+            for sink in self.sinks:
+                sink.alerts(alerts)
+        if not keep.all():
+            ticks = ticks.take(keep)
+            recv_ts = None if recv_ts is None else recv_ts[keep]
+        ticks = self.guards[ticks.symbol].quote(ticks)
         if len(ticks):
-            self.sinks[0].feed(ticks, recv_ts)
+            if recv_ts is not None:
+                self.sinks[0].feed(ticks, recv_ts)
             for sink in self.sinks[1:]:
                 sink.ticks(ticks)
 

@@ -42,7 +42,7 @@ SETTINGS_FILE_VAR = "TRAPSIM_SETTINGS_FILE"
 
 RUN_OPTIONS = (
     "duration", "volatility", "frequency", "sleep", "seed", "start", "replay", "params",
-    "scenario", "depth_every", "depth_levels", "detect", "symbols",
+    "scenario", "depth_every", "depth_levels", "detect", "symbols", "symbol_settings",
 )
 """Settings that describe the simulation; they end up in the run's ``config.yaml``."""
 
@@ -88,6 +88,7 @@ class Settings(FrozenModel):
     depth_levels: int | None = Field(None, description="L2 depth levels per side.")
     detect: bool | None = Field(None, description="Run the trap detector live.")
     symbols: str | None = Field(None, description="Symbols simulated together, comma-separated.")
+    symbol_settings: Path | None = Field(None, description="Per-symbol settings YAML.")
 
     redis_url: str | None = Field(None, description="Redis server to publish to.")
     # Empty would make --redis-clear delete every key of the database.

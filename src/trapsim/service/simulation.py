@@ -272,4 +272,9 @@ class Simulation:
             bid, ask = self.spreads[s].quotes(ts, prices[s], volumes[s])
             ticks[s] = TickBatch(s, ts, prices[s], bid, ask, volumes[s], regime,
                                  self.regime_names)
+        if funding:  # marked at the perpetual's quoted price, traps and chaos included
+            perp = ticks[PERP]
+            at = np.searchsorted(perp.ts, [f.ts for f in funding])
+            funding = [f._replace(mark_price=float(perp.price[i])) for f, i in zip(
+                funding, at, strict=True)]
         return Step(ticks, labels, funding)

@@ -34,6 +34,7 @@ class RunStats:
         self.regime_ticks = np.zeros(len(regime_names), np.int64)
         self.traps: Counter[str] = Counter(dict.fromkeys(trap_types, 0))
         self.chaos: Counter[str] = Counter()
+        self.alerts: Counter[str] = Counter()  # publication alerts by event
         self.hf_activations = 0
         self.ticks = 0
         self.first_ts = self.last_ts = None
@@ -69,6 +70,9 @@ class RunStats:
         self.symbol_traps.update(lb["symbol"] for lb in labels if lb["kind"] == "trap")
         self.chaos.update(lb["type"] for lb in labels if lb["kind"] != "trap")
 
+    def add_alerts(self, alerts: list[dict]) -> None:
+        self.alerts.update(a["event"] for a in alerts)
+
     def report(self) -> dict:
         """The report as a JSON-ready dict (``None`` where a number is undefined)."""
         hours = self.ticks / 3600
@@ -84,6 +88,7 @@ class RunStats:
                 "per_type": dict(self.traps),
             },
             "chaos": dict(self.chaos),
+            "alerts": dict(self.alerts),
             "hf_activations": self.hf_activations,
             "regime_share": {
                 name: float(n / self.ticks) if self.ticks else 0.0

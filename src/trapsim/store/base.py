@@ -1,11 +1,12 @@
 """The sink interface: where a run's streams go (run directory, SQL, Redis).
 
 A sink receives, in market-time order, the ticks released by the run loop (each
-symbol's, as the subscribers' feed: a feed fault changes them for every sink but the
-run directory), the candles they complete, L2 depth snapshots, the perpetual's
-funding events, the trap labels at the tick their trap completes (``end_ts``), HF
-activations when they end, the live detector's detections (a run with
-``--detect``) at the tick that completes them, and statistics snapshots. Paced runs
+symbol's, as the subscribers' feed: a feed fault or the symbol's publication guard
+changes them for every sink but the run directory), the guard's alerts, the candles
+they complete, L2 depth snapshots, the perpetual's funding events, the trap labels
+at the tick their trap completes (``end_ts``), HF activations when they end, the
+live detector's detections (a run with ``--detect``) at the tick that completes
+them, and statistics snapshots. Paced runs
 call it with small slices (often one tick), flat-out runs with large batches; a
 sink batches its own writes accordingly (DESIGN.md §6.3, after cryptofeed's
 queued backends).
@@ -50,6 +51,10 @@ class Sink(Protocol):
     def funding(self, events: list) -> None:
         """Funding events of the perpetual (:class:`~trapsim.market.multi.Funding`) at their
         tick."""
+
+    def alerts(self, alerts: list[dict]) -> None:
+        """One symbol's publication alerts (:mod:`trapsim.feeds.guard`: int ns ``ts``,
+        ``symbol``, ``event``, ``price``, ``value``) at the tick that raised them."""
 
     def statistics(self, report: dict) -> None:
         """A snapshot of the run's statistics report (periodic and final)."""

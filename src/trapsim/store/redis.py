@@ -23,6 +23,7 @@ key                               type    content
                                           at every snapshot; ``null`` is the empty string
 ``sim_price_history:YYYY-MM-DD``  list    that UTC day's ticks, newest first
 ``sim_funding_history``           list    one JSON funding event of the perpetual, newest first
+``sim_alert_history``             list    one JSON publication alert, newest first
 ``sim_sink_seq:<run_id>``         string  bookkeeping: the last batch of run ``<run_id>``
                                           written (see *Writes*)
 ================================  ======  ==================================================
@@ -42,6 +43,7 @@ JSON shapes (compact, times ISO 8601 UTC with ``Z``)::
                             "features": {…}}                   (the DETECTIONS row)
     sim_price_history:…    {"ts", "price", "volume"}
     sim_funding_history    {"ts", "symbol", "rate", "mark_price"}
+    sim_alert_history      {"ts", "symbol", "event", "price", "value"}   (trapsim.feeds.guard)
 
 Channel ``sim_events`` carries, the moment each happens (at the tick it
 happens in a paced run), one JSON message per event::
@@ -52,13 +54,15 @@ happens in a paced run), one JSON message per event::
     {"event": "hf_activation", …the activation…}     an HF activation ended
     {"event": "detection", …the detection…}          the live detector flagged a trap
     {"event": "funding", …the funding event…}        the perpetual paid funding
+    {"event": "alert", …the alert…}                  a price left its band, a circuit
+                                                     breaker tripped or reset, a depeg alert
 
 Caps and expiry
-    ``sim_trap_history``, ``sim_hf_activations``, ``sim_detections`` and
-    ``sim_funding_history`` keep their newest ``list_cap`` entries; each day list
-    keeps its day's newest ``history_cap`` ticks and expires ``day_ttl_s`` wall
-    seconds after its last write (as does the bookkeeping key). Every list is
-    trimmed in the same transaction that pushes to it.
+    ``sim_trap_history``, ``sim_hf_activations``, ``sim_detections``,
+    ``sim_funding_history`` and ``sim_alert_history`` keep their newest ``list_cap``
+    entries; each day list keeps its day's newest ``history_cap`` ticks and expires
+    ``day_ttl_s`` wall seconds after its last write (as does the bookkeeping key).
+    Every list is trimmed in the same transaction that pushes to it.
 
 Memory bound
     Redis's own accounting (``MEMORY USAGE``) of the entries, list encoding
@@ -235,6 +239,7 @@ class _Keys:
         self.hf = f"{prefix}hf_activations"
         self.detections = f"{prefix}detections"
         self.funding = f"{prefix}funding_history"
+        self.alerts = f"{prefix}alert_history"
         self.stats = f"{prefix}statistics"
         self.events = f"{prefix}events"
         self.seq = f"{prefix}sink_seq:{run_id}"
@@ -313,7 +318,7 @@ class _RedisBackend:
         if ticks:
             cmds += self._ticks(ticks)
         lists = {"trap": k.traps, "chaos": k.chaos, "hf": k.hf, "detection": k.detections,
-                 "funding": k.funding}
+                 "funding": k.funding, "alert": k.alerts}
         pushed: dict[str, list[str]] = {key: [] for key in lists.values()}
         for item in items:
             tag = item[0]
@@ -574,6 +579,12 @@ class RedisSink:
             row = {"ts": iso(e.ts), "symbol": e.symbol, "rate": e.rate,
                    "mark_price": e.mark_price}
             self._writer.put(("funding", _json(row), _json({"event": "funding", **row})))
+
+    def alerts(self, alerts: list[dict]) -> None:
+        """Queue each publication alert for ``alert_history`` and the ``events`` channel."""
+        for a in alerts:
+            row = {**a, "ts": iso(a["ts"])}
+            self._writer.put(("alert", _json(row), _json({"event": "alert", **row})))
 
     def statistics(self, report: dict) -> None:
         """Queue the report for ``statistics`` (a newer snapshot replaces one not yet written)."""

@@ -69,6 +69,7 @@ import yaml
 
 from trapsim.core.errors import ConfigError, DataError, SinkError
 from trapsim.core.schemas import (
+    ALERTS,
     CANDLES,
     CONSENSUS,
     DEPTH,
@@ -93,10 +94,12 @@ STREAM_SCHEMAS: dict[str, pa.Schema] = {
     "depth": DEPTH,
     "funding": FUNDING,
     "feed": FEED,
+    "alerts": ALERTS,
     "consensus": CONSENSUS,
 }
 """Every stream a run directory can hold, name → Arrow schema its tables must have."""
-RUN_STREAMS = ("ticks", "labels", "hf_activations", *(f"candles_{i}" for i in INTERVALS))
+RUN_STREAMS = ("ticks", "labels", "hf_activations", "alerts",
+               *(f"candles_{i}" for i in INTERVALS))
 """The streams of every run; ``depth``, ``detections``, ``funding`` and ``feed`` are added
 when a run makes them."""
 
@@ -552,7 +555,7 @@ def read_stream(run_dir: str | os.PathLike[str], stream: str) -> pa.Table:
     raise DataError(f"run directory {run} has no {final.name} and no parts in {parts_dir}")
 
 
-PER_SYMBOL = ("ticks", "depth", "feed", *(f"candles_{i}" for i in INTERVALS))
+PER_SYMBOL = ("ticks", "depth", "feed", "alerts", *(f"candles_{i}" for i in INTERVALS))
 """Streams whose rows a run of several symbols writes per symbol (:meth:`RunDirSink.streams`)."""
 
 
@@ -617,6 +620,10 @@ class RunDirSink:
         """Ticks as subscribers received them, with their arrival times (feed faults)."""
         self.rundir.append(self._of("feed", ticks.symbol), feed_table(ticks, recv_ts))
 
+    def alerts(self, alerts: list[dict]) -> None:
+        """One symbol's publication alerts."""
+        self.rundir.append(self._of("alerts", alerts[0]["symbol"]), alerts_table(alerts))
+
     def statistics(self, report: dict) -> None:
         self.rundir.write_json("stats.json", report)
 
@@ -642,6 +649,13 @@ def funding_table(events: list) -> pa.Table:
     return pa.table({"ts": pa.array([e.ts for e in events], pa.int64()).cast(TS),
                      "symbol": [e.symbol for e in events], "rate": [e.rate for e in events],
                      "mark_price": [e.mark_price for e in events]}, schema=FUNDING)
+
+
+def alerts_table(alerts: list[dict]) -> pa.Table:
+    """Alert dicts (:mod:`trapsim.feeds.guard`) as an :data:`ALERTS` table."""
+    cols = {name: [a[name] for a in alerts] for name in ALERTS.names}
+    cols["ts"] = pa.array(cols["ts"], pa.int64()).cast(TS)
+    return pa.table(cols, schema=ALERTS)
 
 
 def feed_table(ticks: TickBatch, recv: np.ndarray) -> pa.Table:

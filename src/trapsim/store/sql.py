@@ -1,5 +1,5 @@
 """The SQL sink: runs, trap labels, HF activations, detections, statistics snapshots, candles
-(1m to 1d) and funding events.
+(1m to 1d), funding events and publication alerts.
 
 One SQLAlchemy Core schema, identical on SQLite and PostgreSQL (psycopg 3, URL
 ``postgresql+psycopg://user@host/db``), created on first use::
@@ -13,6 +13,8 @@ One SQLAlchemy Core schema, identical on SQLite and PostgreSQL (psycopg 3, URL
     statistics      run_id, seq (PK together), taken_at, market_ts, report (JSON)
     candles         run_id, symbol, interval, ts (PK together), open, high, low, close, volume
     funding         run_id, symbol, ts (PK together), rate, mark_price   (runs with the perp)
+    alerts          run_id, symbol, ts, event (PK together), price, value
+                    (trapsim.feeds.guard: price band, circuit breaker, depeg alert)
 
 Every time is an int64 (BIGINT) of nanoseconds since the Unix epoch, UTC — the
 project's internal time (DESIGN.md §3): exact, and read back identically from
@@ -146,8 +148,19 @@ funding = sa.Table(
     sa.Column("mark_price", sa.Double, nullable=False),
 )
 
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    _run_fk(),
+    sa.Column("symbol", sa.String, primary_key=True),
+    sa.Column("ts", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("event", sa.String, primary_key=True),
+    sa.Column("price", sa.Double, nullable=False),
+    sa.Column("value", sa.Double, nullable=False),
+)
+
 # Insert order within a transaction: the run's row before the rows referencing it.
-_TABLES = (runs, candles, labels, hf_activations, detections, statistics, funding)
+_TABLES = (runs, candles, labels, hf_activations, detections, statistics, funding, alerts)
 # The candles table's columns after run_id, named as in the CANDLES schema.
 _CANDLE_COLUMNS = tuple(c.name for c in candles.columns)[1:]
 _DIALECT_INSERT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
@@ -341,6 +354,12 @@ class SqlSink:
         """Queue the perpetual's funding events."""
         rows = [(self.run_id, e.symbol, e.ts, e.rate, e.mark_price) for e in events]
         self._writer.put(("funding", rows), weight=len(rows))
+
+    def alerts(self, alerts: list[dict]) -> None:
+        """Queue publication alerts."""
+        rows = [(self.run_id, a["symbol"], a["ts"], a["event"], a["price"], a["value"])
+                for a in alerts]
+        self._writer.put(("alerts", rows), weight=len(rows))
 
     def statistics(self, report: dict) -> None:
         """Queue a snapshot, unless one was queued less than :data:`SNAPSHOT_EVERY_S` ago."""
