@@ -169,3 +169,18 @@ def test_a_crash_moves_each_symbol_by_its_loading_in_cascades(base):
     r = np.diff(np.log(ratio[59::60]))  # the crash's own minute moves
     assert r.min() < -0.01 and np.sum(r < -0.005) >= 4  # cascades, not a smooth slide
 
+
+
+@pytest.mark.parametrize("seed", [1, 4])
+def test_traps_after_a_chaos_jump_stay_within_the_largest_trap_move(seed):
+    """σ right after a 24 % step is the step's; traps sized by it must not double the price."""
+    sc = scenario({"type": "price_shock", "at": "1h", "shock_percentage": -24,
+                   "duration_seconds": 30, "pattern": "step", "recovery_time_seconds": 1800})
+    paths = []
+    for frequency in (0.0, 1.0):
+        cfg = RunConfig(duration=5, sleep=0, seed=seed, frequency=frequency, scenario=sc)
+        paths.append(np.concatenate([s.ticks["BTC-USD"].price
+                                     for s in Simulation(cfg).batches()]))
+    plain, trapped = paths
+    assert not np.array_equal(plain, trapped)  # traps were placed
+    assert np.max(np.abs(np.log(trapped / plain))) <= math.log(1.15) + 1e-12

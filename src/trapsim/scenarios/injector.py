@@ -28,7 +28,8 @@ Placement. A drafted trap (:mod:`trapsim.scenarios.traps`) is written as a log
 overlay on the base price, its volume bursts are added, and it is measured on
 the final stream (:mod:`trapsim.scenarios.contract`); it is accepted only if it
 keeps every rule of ``docs/labels.md`` with a :data:`MARGIN` to spare. Else the
-rest of its family is tried; if none fits, the arrival retries
+rest of its family is tried (as is a draft moving the price more than
+:data:`MAX_MOVE_LOG`); if none fits, the arrival retries
 :data:`RETRY_NS` later (drawing its type again every :data:`TYPE_WAIT_NS`) and
 is dropped after :data:`MAX_WAIT_NS`. A try at which no type of the family
 finds what it needs (:attr:`~trapsim.scenarios.traps.Trap.need`: a level to
@@ -121,6 +122,11 @@ CLUSTER_NS = 5 * MINUTE_NS
 
 MARGIN = 0.1
 """Share by which every bound of ``docs/labels.md`` is tightened when accepting a trap."""
+MAX_MOVE_LOG = math.log(1.15)
+"""Largest log offset a draft may give the price (15 %). Trap sizes scale with σ, and
+right after a chaos jump (a crash, a step shock) σ is that jump's: a 21 σ swing would
+then double the price. Normal traps stay far below (a Fibonacci swing at a 1-minute σ
+of 0.3 %, high for BTC, is 8 %); a draft beyond it is not placed."""
 
 RETRY_NS = 60 * NS
 """Wait before retrying an arrival whose trap could not be placed."""
@@ -373,7 +379,7 @@ def _place(tab, members, quick, ts, price, logs, final, highs, lows, overlay, vo
             kind, ts, price, logs, final, highs, lows, j, sigma, tab.bounds[quick, kind, :k],
             uniforms[upos:upos + k], tab.needs[kind])
         upos += k
-        if not s:
+        if not s or np.max(np.abs(over)) > MAX_MOVE_LOG:
             continue
         write_final(price, final, highs, lows, j, over)
         dirty = j + len(over)
