@@ -202,17 +202,24 @@ class CircuitBreaker:
     def allow_many(self, ts: np.ndarray, price: np.ndarray) -> np.ndarray:
         """:meth:`allow` over consecutive updates (int64 ns, quote currency): a bool mask.
 
-        A batch whose whole range, with the window before it, stays within
-        ``max_move`` cannot trip, so only its last window is kept; others go
-        update by update.
+        Updates inside a halt are refused at once; a batch whose whole range, with
+        the window before it, stays within ``max_move`` cannot trip, so only its last
+        window is kept; others go update by update.
         """
         n = len(ts)
         if n == 0:
             return np.ones(0, bool)
+        if self.tripped_at is not None:
+            out = np.zeros(n, bool)
+            k = int(np.searchsorted(ts, self.tripped_at + self.cooldown_ns))
+            if k < n:  # the first update after the cooldown resets the breaker
+                out[k] = self.allow(int(ts[k]), float(price[k]))
+                out[k + 1:] = self.allow_many(ts[k + 1:], price[k + 1:])
+            return out
         lo, hi = float(price.min()), float(price.max())
         if self._lo:  # the window before the batch
             lo, hi = min(lo, self._lo[0][1]), max(hi, self._hi[0][1])
-        if self.tripped_at is None and hi / lo - 1.0 <= self.max_move:
+        if hi / lo - 1.0 <= self.max_move:
             for i in range(int(np.searchsorted(ts, ts[-1] - self.window_ns)), n):
                 self._push(int(ts[i]), float(price[i]))
             return np.ones(n, bool)

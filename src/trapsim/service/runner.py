@@ -77,7 +77,8 @@ class Runner:
         symbols = cfg.symbols
         # Subscribers (every sink but the run directory) get the feed with its faults.
         self.faults = FeedFaults(cfg.scenario, symbols, self.sim.start_ts, cfg.seed)
-        self.guards = {s: PublicationGuard(cfg.specs[s]) for s in symbols}
+        specs = cfg.specs
+        self.guards = {s: PublicationGuard(specs[s]) for s in symbols}
         streams = RUN_STREAMS + (("depth",) if cfg.depth_every else ()) + (
             ("detections",) if cfg.detect else ()) + (("funding",) if PERP in symbols else ()) + (
             ("feed",) if self.faults else ())
@@ -87,7 +88,7 @@ class Runner:
         self.candles = {s: [CandleAggregator(s, interval) for interval in INTERVALS]
                         for s in symbols}
         self.depth = {s: DepthModel(s, cfg.seed, cfg.depth_every, cfg.depth_levels,
-                                    cfg.specs[s].tick_size)
+                                    specs[s].tick_size)
                       for s in symbols} if cfg.depth_every else {}
         # HF mode and the live detector follow the headline symbol's traps.
         self.hf = HFTracker(cfg.hf_min_traps, int(cfg.hf_window * NS))
