@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import re
 import sys
@@ -257,65 +258,125 @@ def run(
     settings file. Precedence: options > --config > TRAPSIM_* > settings file >
     defaults. `trapsim config show` prints the result.
     """
+    _launch(dict(locals()))
+
+
+def _launch(options: dict, serving: dict | None = None) -> None:
+    """``trapsim run`` with ``options`` (its parameters), or ``trapsim serve`` with
+    ``serving`` (the server's own options) too."""
+    from types import SimpleNamespace
+
     from trapsim.service.runner import execute
     from trapsim.service.settings import load_settings, mask, open_sinks
     from trapsim.service.simulation import Simulation
 
+    o = SimpleNamespace(**options)
     resolved = load_settings(
         {
-            "duration": duration,
-            "volatility": volatility,
-            "frequency": frequency,
-            "sleep": sleep,
-            "seed": seed,
-            "start": start,
-            "symbols": symbols,
-            "replay": replay,
-            "params": params,
-            "scenario": scenario,
-            "symbol_settings": symbol_settings,
-            "depth_every": depth_every,
-            "depth_levels": depth_levels,
-            "detect": detect,
-            "redis_url": redis,
-            "redis_prefix": redis_prefix,
-            "redis_clear": redis_clear,
-            "redis_history_cap": redis_history_cap,
-            "redis_list_cap": redis_list_cap,
-            "redis_day_ttl": redis_day_ttl,
-            "redis_buffer_limit": redis_buffer_limit,
-            "db_url": db,
-            "db_batch_rows": db_batch_rows,
-            "db_buffer_limit": db_buffer_limit,
-            "allow_offline_sinks": allow_offline_sinks,
+            "duration": o.duration,
+            "volatility": o.volatility,
+            "frequency": o.frequency,
+            "sleep": o.sleep,
+            "seed": o.seed,
+            "start": o.start,
+            "symbols": o.symbols,
+            "replay": o.replay,
+            "params": o.params,
+            "scenario": o.scenario,
+            "symbol_settings": o.symbol_settings,
+            "depth_every": o.depth_every,
+            "depth_levels": o.depth_levels,
+            "detect": o.detect,
+            "redis_url": o.redis,
+            "redis_prefix": o.redis_prefix,
+            "redis_clear": o.redis_clear,
+            "redis_history_cap": o.redis_history_cap,
+            "redis_list_cap": o.redis_list_cap,
+            "redis_day_ttl": o.redis_day_ttl,
+            "redis_buffer_limit": o.redis_buffer_limit,
+            "db_url": o.db,
+            "db_batch_rows": o.db_batch_rows,
+            "db_buffer_limit": o.db_buffer_limit,
+            "allow_offline_sinks": o.allow_offline_sinks,
         },
-        settings,
+        o.settings,
     )
-    cfg = resolved.run_config(config)
-    out = out or _default_out()
+    cfg = resolved.run_config(o.config)
+    out = o.out or _default_out()
     # Checked before any sink touches a server: --redis-clear deletes keys.
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise SinkError(f"run directory {out} already exists and is not empty")
-    if source:
+    if o.source:
         from trapsim.service.consensus_run import open_sources, run_sources
 
-        if breaker_threshold is not None and not 0 < breaker_threshold < 1:
-            raise ConfigError(f"--breaker-threshold must be in (0, 1), got {breaker_threshold}")
-        sources = open_sources(source, cfg, binance_ws=binance_ws_url,
-                               binance_rest=binance_rest_url)
-        report = run_sources(sources, cfg, out, console, breaker_threshold=breaker_threshold)
+        if o.breaker_threshold is not None and not 0 < o.breaker_threshold < 1:
+            raise ConfigError(f"--breaker-threshold must be in (0, 1), got {o.breaker_threshold}")
+        sources = open_sources(o.source, cfg, binance_ws=o.binance_ws_url,
+                               binance_rest=o.binance_rest_url)
+        report = run_sources(sources, cfg, out, console, breaker_threshold=o.breaker_threshold)
         out_console.print_json(data=report)
         return
     run_id = uuid.uuid4().hex
     s = resolved.settings
     # Input files are read and checked before any sink touches a server.
-    sim = Simulation(cfg)
+    sim = Simulation(cfg, live=serving is not None)
     sinks = open_sinks(s, cfg, run_id)
     if s.redis_url:
         console.print(f"redis {mask(s.redis_url)}  prefix {s.redis_prefix}", markup=False)
     if s.db_url:
         console.print(f"database {mask(s.db_url)}", markup=False)
-    execute(cfg, out, console, out_console, sinks, run_id, sim)
+    if serving is None:
+        execute(cfg, out, console, out_console, sinks, run_id, sim)
+        return
+    from trapsim.service.server import serve as serve_run
+
+    serve_run(cfg, out, console, out_console, sinks, run_id, sim, **serving)
+
+
+LIVE_SOURCE_OPTIONS = ("source", "binance_ws_url", "binance_rest_url", "breaker_threshold")
+"""``trapsim run`` options that ``trapsim serve`` does not take (it serves its own simulation)."""
+
+
+def _serve_options(
+    host: Annotated[str, typer.Option(help="Address to listen on.", rich_help_panel="Server")
+                    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port of REST and WebSocket (/ws).",
+                                      rich_help_panel="Server")] = 8082,
+    insecure_dev: Annotated[bool, typer.Option(
+        "--insecure-dev", help="Allow write endpoints without TRAPSIM_API_TOKEN (local "
+        "development only).", rich_help_panel="Server")] = False,
+    ws_queue_size: Annotated[int, typer.Option(
+        min=1, help="Frames a WebSocket client may have waiting before it is dropped as too "
+        "slow (close code 1008).", rich_help_panel="Server")] = 1000,
+    ws_send_timeout: Annotated[float, typer.Option(
+        min=0.001, help="Seconds one WebSocket send may take before the client is dropped.",
+        rich_help_panel="Server")] = 2.0,
+    cors_origin: Annotated[list[str] | None, typer.Option(
+        metavar="ORIGIN", help="Allow browser calls from this origin (repeat for several; "
+        "default none).", rich_help_panel="Server")] = None,
+) -> None:
+    """The server's own options (a signature only: ``serve`` takes these and run's)."""
+
+
+def serve(**options) -> None:
+    """Serve the live simulation: REST and WebSocket on --port, chaos control, a run directory.
+
+    Runs what `trapsim run` runs (every option but the live sources), paced by
+    --sleep, with scenarios startable and stoppable over the API. Write
+    endpoints need `Authorization: Bearer $TRAPSIM_API_TOKEN`; without that
+    variable they are off unless --insecure-dev. SIGTERM or Ctrl-C stops
+    cleanly: the run directory is flushed and the report printed.
+    """
+    serving = {k: options.pop(k) for k in inspect.signature(_serve_options).parameters}
+    _launch({**options, **dict.fromkeys(LIVE_SOURCE_OPTIONS)}, serving)
+
+
+_params = [*inspect.signature(_serve_options, eval_str=True).parameters.values(),
+           *(p for p in inspect.signature(run, eval_str=True).parameters.values()
+             if p.name not in LIVE_SOURCE_OPTIONS)]
+serve.__signature__ = inspect.Signature(_params)
+serve.__annotations__ = {p.name: p.annotation for p in _params}
+app.command()(serve)
 
 
 @app.command()

@@ -76,6 +76,7 @@ import json
 import logging
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -103,6 +104,8 @@ LAG_S = 3600
 """A correlation break's uncorrelated stand-in for the reference's return: its return
 this many seconds before (returns have no memory at an hour; their size does, so the
 volatility stays)."""
+STOP_FADE_NS = 300 * NS
+"""A stopped phase's moves fade to 0 over this long (a raised cosine), not at once."""
 _OFFSET = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
 _UNIT_NS = {"s": NS, "m": MINUTE_NS, "h": HOUR_NS, "d": 24 * HOUR_NS}
 
@@ -195,6 +198,21 @@ Phase = Annotated[PriceShock | MarketCrash | VolatilitySpike | StablecoinDepeg
                   Field(discriminator="type")]
 MARKET_SYMBOLS = ("BTC-USD", "ETH-USD", "USDT-USD")
 """Symbols with a market of their own; BTC-ETH and the perpetual follow their legs."""
+
+
+@dataclass(slots=True)
+class Active:
+    """One phase as a :class:`ChaosInjector` applies it."""
+
+    key: str
+    """Identifies the phase in the run (``<scenario>/<index>``, or a live start's id)."""
+    start: int
+    """Start, ns UTC."""
+    phase: object
+    scenario: str
+    """Name of the scenario it came from (the id of a live start)."""
+    stop: int | None = None
+    """When it was stopped (ns UTC), if it was."""
 
 
 class Scenario(FrozenModel):
@@ -362,9 +380,10 @@ class ChaosInjector:
         one of the run.
     """
 
-    def __init__(self, scenario: Scenario, *, symbol: str, start_ts: int, seed: int,
+    def __init__(self, scenario: Scenario | None, *, symbol: str, start_ts: int, seed: int,
                  beta: float = 1.0) -> None:
-        check(scenario)
+        if scenario is not None:
+            check(scenario)
         self.beta = beta
         self._seed = seed
         self._cascade: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -372,14 +391,33 @@ class ChaosInjector:
         self.symbol = symbol
         self._rng = rng_for(seed, f"chaos/{symbol}")
         self._walk: list[float] = []  # per-minute factors of random_walk spikes, in order
-        self.phases = [(start_ts + offset_ns(phase.at), phase) for phase in scenario.phases
-                       if self._moves(phase)]
-        self.phases.sort(key=lambda p: p[0])
-        self._raw: dict[int, float] = {}  # per phase: offset from scaled returns so far
+        self.phases: list[Active] = []
+        for i, phase in enumerate(scenario.phases if scenario is not None else ()):
+            self.add(phase, start_ts + offset_ns(phase.at), f"{scenario.name}/{i}",
+                     scenario.name)
+        self._raw: dict[str, float] = {}  # per phase key: offset from scaled returns so far
         self._last_lp: float | None = None
         # Correlation breaks: the reference's last log price and its last LAG_S log returns.
         self._ref_lp: float | None = None
         self._ref_tail = np.zeros(LAG_S)
+
+    def add(self, phase, start_ts: int, key: str, scenario: str) -> bool:
+        """Add ``phase`` from ``start_ts`` (ns) under ``key``, if it moves this symbol's market;
+        returns whether it does. Chunks already applied are not changed (a running
+        simulation re-applies them, :class:`trapsim.service.simulation.Simulation`)."""
+        if not self._moves(phase):
+            return False
+        self.phases.append(Active(key, int(start_ts), phase, scenario))
+        return True
+
+    def stop(self, key: str, at_ts: int) -> bool:
+        """Fade phase ``key`` out from ``at_ts`` (ns) over :data:`STOP_FADE_NS`: its moves of
+        price, volume and volatility go back to 0. Returns whether this symbol has it."""
+        for p in self.phases:
+            if p.key == key:
+                p.stop = int(at_ts) if p.stop is None else min(p.stop, int(at_ts))
+                return True
+        return False
 
     def _moves(self, phase) -> bool:
         """Whether ``phase`` moves this symbol's own market."""
@@ -393,38 +431,46 @@ class ChaosInjector:
 
     def labels(self) -> list[dict]:
         """One label per phase (``kind`` ``chaos``; ``id`` left to the run)."""
-        out = []
-        for start, phase in self.phases:
-            _, _, hours = _extent(phase)
-            if isinstance(phase, PriceShock):
-                peak = start + round(phase.duration_seconds * NS)
-                direction = "down" if phase.shock_percentage < 0 else "up"
-                magnitude = abs(phase.shock_percentage)
-            elif isinstance(phase, MarketCrash):
-                peak = start + round(phase.crash_duration_minutes * MINUTE_NS)
-                direction = "down"
-                magnitude = 100 * (1 - (1 + phase.crash_percentage / 100) ** self.beta)
-            elif isinstance(phase, StablecoinDepeg):
-                peak = start + round(phase.duration_hours * HOUR_NS)
-                direction = "down" if phase.target_deviation < 0 else "up"
-                magnitude = abs(phase.target_deviation) * 100
-            elif isinstance(phase, GradualDivergence):
-                peak = start + round(phase.buildup_hours * HOUR_NS)
-                direction = "down" if phase.max_spread_bps < 0 else "up"
-                magnitude = abs(phase.max_spread_bps) / 100
-            elif isinstance(phase, CorrelationBreak):
-                peak = start
-                direction, magnitude = "none", phase.target_correlation
-            else:
-                peak = start + round(0.05 * phase.duration_hours * HOUR_NS)
-                direction, magnitude = "none", phase.volatility_multiplier
-            params = phase.model_dump(mode="json", exclude={"type"})
-            params["scenario"] = self.scenario.name
-            out.append({"kind": "chaos", "type": phase.type, "symbol": self.symbol,
-                        "direction": direction, "start_ts": start, "peak_ts": peak,
-                        "end_ts": start + round(hours * HOUR_NS), "magnitude": magnitude,
-                        "params": params})
-        return out
+        return [self.label(p) for p in self.phases]
+
+    def label(self, active: Active) -> dict:
+        """The label of one phase: ``params`` its parameters, ``scenario`` and, once stopped,
+        ``stopped_ts`` (its end is then the end of the fade)."""
+        start, phase = active.start, active.phase
+        _, _, hours = _extent(phase)
+        if isinstance(phase, PriceShock):
+            peak = start + round(phase.duration_seconds * NS)
+            direction = "down" if phase.shock_percentage < 0 else "up"
+            magnitude = abs(phase.shock_percentage)
+        elif isinstance(phase, MarketCrash):
+            peak = start + round(phase.crash_duration_minutes * MINUTE_NS)
+            direction = "down"
+            magnitude = 100 * (1 - (1 + phase.crash_percentage / 100) ** self.beta)
+        elif isinstance(phase, StablecoinDepeg):
+            peak = start + round(phase.duration_hours * HOUR_NS)
+            direction = "down" if phase.target_deviation < 0 else "up"
+            magnitude = abs(phase.target_deviation) * 100
+        elif isinstance(phase, GradualDivergence):
+            peak = start + round(phase.buildup_hours * HOUR_NS)
+            direction = "down" if phase.max_spread_bps < 0 else "up"
+            magnitude = abs(phase.max_spread_bps) / 100
+        elif isinstance(phase, CorrelationBreak):
+            peak = start
+            direction, magnitude = "none", phase.target_correlation
+        else:
+            peak = start + round(0.05 * phase.duration_hours * HOUR_NS)
+            direction, magnitude = "none", phase.volatility_multiplier
+        params = phase.model_dump(mode="json", exclude={"type"})
+        params["scenario"] = active.scenario
+        params["scenario_id"] = active.key
+        end = start + round(hours * HOUR_NS)
+        if active.stop is not None:
+            params["stopped_ts"] = active.stop
+            end = max(min(end, active.stop + STOP_FADE_NS), start)
+            peak = min(peak, end)
+        return {"kind": "chaos", "type": phase.type, "symbol": self.symbol,
+                "direction": direction, "start_ts": start, "peak_ts": peak,
+                "end_ts": end, "magnitude": magnitude, "params": params}
 
     def apply(self, chunk: BaseChunk, reference: BaseChunk | None = None) -> BaseChunk:
         """The chunk with the phases' moves in price and volume (consecutive chunks, in order).
@@ -447,36 +493,50 @@ class ChaosInjector:
         total = np.zeros(len(ts))
         vol_mult = np.ones(len(ts))
         lagged = None
-        for i, (start, phase) in enumerate(self.phases):
-            u = (ts - start).astype(np.float64)  # ns since the phase began, exact
+        for p in self.phases:
+            phase = p.phase
+            u = (ts - p.start).astype(np.float64)  # ns since the phase began, exact
+            # A stopped phase fades out: every move it makes is scaled by `g`.
+            g = None if p.stop is None else _raised_cosine(
+                np.maximum(ts - p.stop, 0) / STOP_FADE_NS)
+            level, volume, m, end, fade = 0.0, None, None, None, None
             if isinstance(phase, PriceShock):
-                total += self._shock(phase, u)
-                continue
-            if isinstance(phase, GradualDivergence):
-                total += self._divergence(phase, u)
-                continue
-            if isinstance(phase, CorrelationBreak):
+                level = self._shock(phase, u)
+            elif isinstance(phase, GradualDivergence):
+                level = self._divergence(phase, u)
+            elif isinstance(phase, CorrelationBreak):
                 if lagged is None:
                     if reference is None or len(reference) != len(ts):
                         raise ValueError("correlation_break needs the reference chunk")
                     lagged = self._reference_returns(reference)
-                total += self._decouple(i, phase, u, *lagged)
-                continue
-            if isinstance(phase, MarketCrash):
-                level, volume, m, end, fade = self._crash(phase, u, start)
-                total += self.beta * level
-                vol_mult *= volume
+                step = self._decouple(phase, u, *lagged)
+            elif isinstance(phase, MarketCrash):
+                level, volume, m, end, fade = self._crash(phase, u, p.start)
+                level = self.beta * level
             elif isinstance(phase, StablecoinDepeg):
                 level, m = self._depeg(phase, u)
-                total += level
-                end, fade = None, None
             else:
                 m, end, fade = self._spike(phase, u)
-            # This phase's offset from scaled returns, faded out after `end` if it must not stay.
-            raw = _running_sum(self._raw.get(i, 0.0), (m - 1.0) * d)
-            self._raw[i] = float(raw[-1])
+            if m is not None:
+                step = (m - 1.0) * d
+            if g is not None:
+                level = level * g
+                volume = None if volume is None else 1 + (volume - 1) * g
+            total += level
+            if volume is not None:
+                vol_mult *= volume
+            if m is None and not isinstance(phase, CorrelationBreak):
+                continue
+            # This phase's offset from scaled returns, faded out after `end` if it must not
+            # stay (a correlation break's level stays: a decoupled market does not snap back).
+            if g is not None:
+                step = step * g
+            raw = _running_sum(self._raw.get(p.key, 0.0), step)
+            self._raw[p.key] = float(raw[-1])
             if fade is not None:
                 raw = raw * np.where(u > end, _raised_cosine((u - end) / fade), 1.0)
+            if g is not None:
+                raw = raw * g
             total += raw
         # Untouched ticks keep their price to the bit (exp(log(p)) may differ from p).
         price = np.where(total != 0, np.exp(lp + total), chunk.price) if np.any(total) \
@@ -492,17 +552,14 @@ class ChaosInjector:
         self._ref_tail = both[-LAG_S:]
         return r, both[:len(r)]
 
-    def _decouple(self, i: int, p: CorrelationBreak, u: np.ndarray, r: np.ndarray,
+    def _decouple(self, p: CorrelationBreak, u: np.ndarray, r: np.ndarray,
                   lagged: np.ndarray) -> np.ndarray:
-        """Offset that swaps part of the loading ``beta · r`` for ``beta · r`` of an hour
-        before (uncorrelated with now, same distribution): correlation ``ρ · k`` with
+        """Log-return change that swaps part of the loading ``beta · r`` for ``beta · r`` of an
+        hour before (uncorrelated with now, same distribution): correlation ``ρ · k`` with
         ``k = target / ρ`` (ρ = :data:`~trapsim.market.multi.RHO_1M`) while the variance stays."""
         k = p.target_correlation / RHO_1M
         inside = (u >= 0) & (u < p.duration_hours * HOUR_NS)
-        step = np.where(inside, self.beta * ((k - 1) * r + math.sqrt(1 - k * k) * lagged), 0.0)
-        raw = _running_sum(self._raw.get(i, 0.0), step)
-        self._raw[i] = float(raw[-1])
-        return raw  # the level reached stays: a decoupled market does not snap back
+        return np.where(inside, self.beta * ((k - 1) * r + math.sqrt(1 - k * k) * lagged), 0.0)
 
     @staticmethod
     def _divergence(p: GradualDivergence, u: np.ndarray) -> np.ndarray:

@@ -31,15 +31,17 @@ OWN_SOURCE = "synthetic"
 """The ``source`` of a run's own feed."""
 
 
-def _phases(scenario: Scenario | None, start_ts: int) -> list[tuple[int, int, FeedDisruption]]:
-    """(start, end, phase) of the faults on the run's own feed."""
+def _phases(scenario: Scenario | None,
+            start_ts: int) -> list[tuple[int, int, FeedDisruption, str]]:
+    """(start, end, phase, scenario id) of the faults on the run's own feed."""
     if scenario is None:
         return []
     out = []
-    for phase in scenario.phases:
+    for i, phase in enumerate(scenario.phases):
         if isinstance(phase, FeedDisruption) and phase.source == OWN_SOURCE:
             start = start_ts + offset_ns(phase.at)
-            out.append((start, start + round(phase.duration_seconds * NS), phase))
+            out.append((start, start + round(phase.duration_seconds * NS), phase,
+                        f"{scenario.name}/{i}"))
     return sorted(out, key=lambda p: p[0])
 
 
@@ -48,9 +50,10 @@ def feed_fault_labels(scenario: Scenario | None, symbols: tuple[str, ...],
     """One label (``kind`` ``feed_fault``; ``id`` left to the run) per phase and affected
     symbol of the run."""
     out = []
-    for start, end, phase in _phases(scenario, start_ts):
+    for start, end, phase, key in _phases(scenario, start_ts):
         params = phase.model_dump(mode="json", exclude={"type"})
         params["scenario"] = scenario.name
+        params["scenario_id"] = key
         magnitude = {"degraded": phase.packet_loss_percentage}.get(phase.mode, 100.0)
         out += [{"kind": "feed_fault", "type": phase.type, "symbol": symbol,
                  "direction": "none", "start_ts": start, "peak_ts": start, "end_ts": end,
@@ -86,6 +89,18 @@ class FeedFaults:
     def __bool__(self) -> bool:
         return bool(self.phases)
 
+    def start(self, phase: FeedDisruption, at_ts: int, key: str) -> None:
+        """Start a fault on the run's own feed at ``at_ts`` (ns) as scenario ``key`` (a live
+        start; other sources' faults do nothing here)."""
+        if phase.source == OWN_SOURCE:
+            self.phases.append((int(at_ts), int(at_ts) + round(phase.duration_seconds * NS),
+                                phase, key))
+
+    def stop(self, key: str, at_ts: int) -> None:
+        """End fault ``key`` at ``at_ts`` (ns) if it runs longer."""
+        self.phases = [(start, min(end, max(start, int(at_ts))) if k == key else end, phase, k)
+                       for start, end, phase, k in self.phases]
+
     def deliver(self, ticks: TickBatch) -> tuple[TickBatch, np.ndarray]:
         """The ticks subscribers have received by the last tick's time, and their arrival
         times (ns); ticks delayed beyond it come with a later call or :meth:`drain`."""
@@ -94,7 +109,7 @@ class FeedFaults:
         keep = np.ones(n, bool)
         delay = np.zeros(n, np.int64)
         price, bid, ask = ticks.price.copy(), ticks.bid.copy(), ticks.ask.copy()
-        for start, end, phase in self.phases:
+        for start, end, phase, _ in self.phases:
             if s not in phase.affect_symbols:
                 continue
             inside = (ticks.ts >= start) & (ticks.ts < end)

@@ -8,7 +8,12 @@ between slices; everything released is flushed and the report written.
 from __future__ import annotations
 
 import contextlib
+import itertools
+import json
+import logging
+import queue
 import signal
+import threading
 import time
 import uuid
 from collections import deque
@@ -19,6 +24,7 @@ from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.text import Text
 
+from trapsim.core.errors import ConfigError
 from trapsim.core.hf import HFTracker
 from trapsim.core.schemas import TickBatch
 from trapsim.core.time import NS, iso
@@ -27,14 +33,16 @@ from trapsim.detect.scoring import LiveScore
 from trapsim.feeds.guard import PublicationGuard
 from trapsim.market.depth import DepthModel
 from trapsim.market.ohlcv import INTERVALS, CandleAggregator
-from trapsim.scenarios.chaos import announce
+from trapsim.scenarios.chaos import FeedDisruption, announce
 from trapsim.scenarios.feed_faults import FeedFaults
 from trapsim.scenarios.injector import TRAP_TYPES
 from trapsim.service.config import RunConfig
-from trapsim.service.simulation import PERP, Simulation
+from trapsim.service.simulation import PERP, Simulation, Step
 from trapsim.service.stats import RunStats
 from trapsim.store.base import Sink
 from trapsim.store.rundir import RUN_STREAMS, RunDir, RunDirSink
+
+log = logging.getLogger("trapsim.scenarios")
 
 FLUSH_SECONDS = 2.0
 """Wall seconds between flushes of the run directory: the most a kill can lose."""
@@ -58,7 +66,8 @@ class Runner:
         Identifies the run in every sink and in ``stats.json``; default a new uuid4 hex.
     sim : Simulation, optional
         The run's simulation, when built beforehand (it reads and checks every
-        input file, so a caller can do that before connecting sinks).
+        input file, so a caller can do that before connecting sinks). Made
+        ``live``, the run takes :meth:`start_scenario` and :meth:`stop_scenario`.
     """
 
     def __init__(
@@ -81,7 +90,7 @@ class Runner:
         self.guards = {s: PublicationGuard(specs[s]) for s in symbols}
         streams = RUN_STREAMS + (("depth",) if cfg.depth_every else ()) + (
             ("detections",) if cfg.detect else ()) + (("funding",) if PERP in symbols else ()) + (
-            ("feed",) if self.faults else ())
+            ("feed",) if self.faults or self.sim.live else ())
         rundir = RunDir.create(out, streams=RunDirSink.streams(streams, symbols))
         rundir.write_yaml("config.yaml", cfg.model_dump(mode="json"))
         self.sinks: list = [RunDirSink(rundir, symbols), *extra_sinks]  # the run directory first
@@ -105,10 +114,115 @@ class Runner:
         self.last_tick: TickBatch | None = None
         self.t_start = time.monotonic()
         self.lag = {"lag_s": 0.0, "max_lag_s": 0.0}  # paced runs: delay behind the wall clock
+        self._control: queue.SimpleQueue = queue.SimpleQueue()  # live changes, from any thread
+        self._live_ids = itertools.count(1)
+        self._requested: dict[str, str] = {}  # live starts not yet taken: id -> type
+        self._phases: dict[int, dict] = {}  # chaos and feed-fault labels by id, as amended
+
+    # -- live changes (from any thread) ------------------------------------------
+    def start_scenario(self, phase) -> str:
+        """Start a chaos phase (a model of :mod:`trapsim.scenarios.chaos`; ``at`` ignored) at
+        the next tick not yet released; returns its scenario id (``live-<n>``).
+
+        Raises
+        ------
+        ConfigError
+            If the phase breaks the guard rails or needs a symbol the run does not have.
+        RuntimeError
+            If the run's simulation is not live.
+        """
+        if not self.sim.live:
+            raise RuntimeError("this run does not take live changes")
+        key = f"live-{next(self._live_ids)}"
+        self.sim.check_phase(phase, key)
+        self._requested[key] = phase.type
+        self._control.put((key, phase))
+        return key
+
+    def scenarios(self, ended: bool = False) -> list[dict]:
+        """The run's scenario phases (scheduled and live, from any thread), one entry per
+        scenario id: ``scenario_id, type, status`` (``starting``, ``scheduled``, ``active``,
+        ``ended``), ``symbols``, ``start_ts``, ``end_ts`` (ISO) and ``params``; ended ones
+        only if ``ended``."""
+        now = self.last_tick.ts[-1] if self.last_tick is not None else self.sim.start_ts
+        out: dict[str, dict] = {}
+        for label in list(self._phases.values()):
+            key = label["params"].get("scenario_id")
+            entry = out.setdefault(key, {"scenario_id": key, "type": label["type"],
+                                         "symbols": [], "start_ts": label["start_ts"],
+                                         "end_ts": label["end_ts"], "params": label["params"]})
+            entry["symbols"].append(label["symbol"])
+            entry["end_ts"] = max(entry["end_ts"], label["end_ts"])
+        for entry in out.values():
+            entry["status"] = ("scheduled" if entry["start_ts"] > now else
+                               "active" if entry["end_ts"] > now else "ended")
+            entry["start_ts"], entry["end_ts"] = iso(entry["start_ts"]), iso(entry["end_ts"])
+        rows = [e for e in out.values() if ended or e["status"] != "ended"]
+        rows += [{"scenario_id": key, "type": kind, "status": "starting"}
+                 for key, kind in list(self._requested.items()) if key not in out]
+        return rows
+
+    def stop_scenario(self, key: str) -> None:
+        """Stop scenario ``key`` (live or scheduled) at the next tick not yet released: its
+        moves fade out over 5 minutes, a feed fault ends at once."""
+        if not self.sim.live:
+            raise RuntimeError("this run does not take live changes")
+        self._control.put((key, None))
+
+    def _apply_control(self) -> bool:
+        """Hand the queued changes to the simulation, from the first tick not yet released;
+        True if any took (the rest of the step in hand is then void)."""
+        if self._control.empty():
+            return False
+        at = self.sim.start_ts if self.last_tick is None else int(self.last_tick.ts[-1]) + NS
+        took = False
+        while not self._control.empty():
+            key, phase = self._control.get()
+            try:
+                if phase is None:
+                    self.sim.stop(key, at)
+                    self.faults.stop(key, at)
+                    log.info(json.dumps({"timestamp": iso(at), "level": "info",
+                                         "service": "trapsim", "event": "scenario_stopped",
+                                         "scenario_id": key}))
+                else:
+                    self.sim.start(phase, at, key)
+                    if isinstance(phase, FeedDisruption):
+                        self.faults.start(phase, at, key)
+                took = True
+            except ConfigError as exc:  # e.g. past the run's end; the caller got its id
+                self._requested.pop(key, None)
+                log.warning(json.dumps({"timestamp": iso(at), "level": "warning",
+                                        "service": "trapsim", "event": "scenario_refused",
+                                        "scenario_id": key, "detail": str(exc)}))
+        return took
+
+    def _revise(self, step: Step) -> None:
+        """Take back what a step after a live change voids: revoked labels, funding from its
+        start; amended labels replace their earlier versions."""
+        if step.since is None:
+            return
+        revoked = set(step.revoked)
+        amended = {lb["id"]: lb for lb in step.amended}
+
+        def mend(labels):
+            return [amended.get(lb["id"], lb) for lb in labels if lb["id"] not in revoked]
+
+        for i in revoked:
+            self._phases.pop(i, None)
+        self._phases.update((i, lb) for i, lb in amended.items() if i in self._phases)
+        self.pending = deque(mend(self.pending))
+        self.chaos_pending = mend(self.chaos_pending)
+        self.chaos_unannounced = mend(self.chaos_unannounced)
+        self.funding = [f for f in self.funding if f.ts < step.since]
 
     # -- signals -------------------------------------------------------------
     def _on_signal(self, signum, _frame) -> None:
         self.stop_reason = signal.Signals(signum).name
+
+    def stop(self, reason: str = "stopped") -> None:
+        """Stop the run between two slices (from any thread); everything released is kept."""
+        self.stop_reason = reason
 
     # -- one released slice of ticks ------------------------------------------
     def _emit(self, step: dict[str, TickBatch]) -> None:
@@ -195,6 +309,8 @@ class Runner:
             else:
                 self.chaos_pending.append(label)
                 self.chaos_unannounced.append(label)
+                self._phases[label["id"]] = label
+                self._requested.pop(label["params"].get("scenario_id"), None)
         # Several symbols' traps interleave: keep the traps in end order.
         self.pending = deque(sorted(self.pending, key=lambda lb: (lb["end_ts"], lb["id"])))
         self.chaos_pending.sort(key=lambda lb: (lb["end_ts"], lb["id"]))
@@ -252,7 +368,10 @@ class Runner:
     # -- the loop --------------------------------------------------------------
     def run(self) -> dict:
         """Run until the duration or replay ends or a signal arrives; returns the report."""
-        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        # Signals reach the main thread only; a run in another thread stops by stop().
+        main = threading.current_thread() is threading.main_thread()
+        old = {s: signal.signal(s, self._on_signal)
+               for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
         self.t_start = time.monotonic()
         try:
             if self.cfg.sleep > 0:
@@ -286,11 +405,13 @@ class Runner:
         with Progress(*columns, console=self.console, transient=True) as progress:
             task = progress.add_task("run", total=self.sim.total_ticks)
             for step in self.sim.batches():
+                self._revise(step)
                 self._take(step.labels)
                 self.funding += step.funding
                 n = len(step.ticks[self.cfg.symbol])
                 if n:
                     self._emit(step.ticks)
+                self._apply_control()
                 progress.update(task, advance=n)
                 if time.monotonic() - last_flush > FLUSH_SECONDS:
                     self._flush()
@@ -312,6 +433,7 @@ class Runner:
         released = 0
         t0 = None
         for step in self.sim.batches():
+            self._revise(step)
             self._take(step.labels)
             self.funding += step.funding
             i = 0
@@ -342,6 +464,8 @@ class Runner:
                 if now - last_status > 1 / STATUS_HZ:
                     live.update(self._status())
                     last_status = now
+                if self._apply_control():
+                    break  # the next step starts at the change
 
     def _status(self) -> Text:
         t = self.last_tick
