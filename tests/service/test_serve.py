@@ -124,9 +124,11 @@ def test_bad_requests_get_a_4xx_naming_the_problem(server, path, params, code, w
 
 
 def test_metrics_traps_timeline_and_debug(server):
+    deadline = time.monotonic() + 30
+    while not server.get("/api/metrics").json()["ticks"] and time.monotonic() < deadline:
+        time.sleep(0.2)  # the statistics are a snapshot taken every 2 wall seconds
     metrics = server.get("/api/metrics").json()
     assert metrics["ticks"] > 0 and "per_type" in metrics["traps"] and "hf" in metrics
-    deadline = time.monotonic() + 30
     while not server.get("/api/traps").json()["count"] and time.monotonic() < deadline:
         time.sleep(0.2)
     injected = server.get("/api/traps").json()

@@ -195,9 +195,9 @@ def create_app(served: Served) -> FastAPI:
             symbol_of(s)
         return {"symbols": list(names), "interval": "1m", **_correlation(state, names)}
 
-    @app.get("/api/metrics")
+    @app.get("/api/metrics", summary="The run's statistics (refreshed every 2 wall seconds)")
     def metrics() -> dict:
-        report = dict(state.report)
+        report = dict(state.report) or {"ticks": 0, "traps": None}  # before the first
         report["hf"] = state.hf
         report["websocket"] = {"clients": len(served.hub.clients),
                                "dropped_slow": served.hub.dropped}

@@ -62,6 +62,7 @@ class Client:
         self.ready = asyncio.Event()
         self.closed = False
         self.sent = 0
+        self.handler: asyncio.Task | None = None  # the task serving this connection
 
     def offer(self, frame: str) -> bool:
         """Queue a frame; False if the queue is full (the client is too slow)."""
@@ -89,13 +90,18 @@ class Client:
                 self.sent += 1
 
     async def close(self, code: int, reason: str) -> None:
+        """Close with ``code``; if the close cannot be sent within a second (the client reads
+        nothing), end the connection anyway: its handler returns and the server drops it."""
         if self.closed:
             return
         self.closed = True
         self.queue.clear()
         self.ready.set()
-        with contextlib.suppress(Exception):
+        try:
             await asyncio.wait_for(self.ws.close(code=code, reason=reason), 1.0)
+        except Exception:  # noqa: BLE001 - stuck or gone: stop reading it
+            if self.handler is not None:
+                self.handler.cancel()
 
 
 class Hub:
@@ -142,6 +148,7 @@ class Hub:
         """Run one accepted WebSocket until it closes."""
         self.loop = asyncio.get_running_loop()
         client = Client(ws, self.queue_size, self.send_timeout)
+        client.handler = asyncio.current_task()
         self.clients.add(client)
         sender = asyncio.create_task(client.sender())
         try:
@@ -151,6 +158,9 @@ class Hub:
                 except Exception:  # noqa: BLE001 - disconnected
                     break
                 client.offer(self._answer(client, text))
+        except asyncio.CancelledError:
+            if not client.closed:
+                raise  # the server is stopping, not this client
         finally:
             self.clients.discard(client)
             client.closed = True
