@@ -238,7 +238,9 @@ def test_a_slow_client_is_dropped_and_the_others_keep_receiving(server):
         with pytest.raises(ConnectionClosed) as closed:
             while True:
                 slow.recv(timeout=10)
-        assert closed.value.rcvd.code == 1008
+        # The close frame (1008) reaches it when the server can still send; if its buffers
+        # stay full the server ends the connection without one. Either way it is gone.
+        assert closed.value.rcvd is None or closed.value.rcvd.code == 1008
         for _ in range(50):
             assert json.loads(fast.recv(timeout=10))["channel"]
 
