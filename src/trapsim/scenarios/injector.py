@@ -63,7 +63,7 @@ import numpy as np
 
 from trapsim.core.errors import ConfigError
 from trapsim.core.seeding import rng_for
-from trapsim.core.time import MINUTE_NS, NS, iso
+from trapsim.core.time import MINUTE_NS, NS, iso, iso_many
 from trapsim.scenarios.arrivals import HawkesArrivals
 from trapsim.scenarios.contract import (
     BLOCK,
@@ -506,13 +506,6 @@ def _final(price, overlay):
     return final, highs, lows
 
 
-def _iso_all(times: np.ndarray) -> list[str]:
-    """:func:`~trapsim.core.time.iso` of each int64 ns time, whole seconds in one numpy call."""
-    if np.any(times % NS):
-        return [iso(t) for t in times.tolist()]
-    return [t + "Z" for t in np.datetime_as_string(times.astype("M8[ns]"), unit="s").tolist()]
-
-
 class TrapInjector:
     """Injects labelled traps into the price and volume of one symbol's 1-second ticks.
 
@@ -590,6 +583,11 @@ class TrapInjector:
         self._stream_start = int(start_ts)
         self._earliest = self._stream_start + FIRST_TRAP_NS
         self._upto = None  # upto_ts of the previous call
+
+    @property
+    def upto(self) -> int | None:
+        """``upto_ts`` of the last :meth:`inject` call (ns UTC), None before the first."""
+        return self._upto
 
     def _fetch(self, upto: int) -> None:
         """Fetch arrivals until one at or after ``upto``, or the end of the process."""
@@ -727,7 +725,7 @@ class TrapInjector:
             stamped += (int(r[SPAN_START]), int(r[SPAN_STOP]))
             stamped += [int(r[slot]) for slot in _STAMPED[int(r[KIND])] if r[slot] == r[slot]]
         times = iter(ts[np.array(moves, dtype=np.int64)].tolist())
-        text = iter(_iso_all(ts[np.array(stamped, dtype=np.int64)]))
+        text = iter(iso_many(ts[np.array(stamped, dtype=np.int64)]))
         labels = []
         for r in rows:
             kind = int(r[KIND])

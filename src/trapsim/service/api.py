@@ -152,11 +152,10 @@ def create_app(served: Served) -> FastAPI:
             rows = [{"ts": iso(int(cols["ts"][i])), "price": _money(float(cols["price"][i]), d),
                      "volume": float(cols["volume"][i])} for i in idx]
         elif interval in INTERVALS:
-            rows = [{"ts": r["ts"].isoformat().replace("+00:00", "Z"),
-                     **{k: _money(r[k], d) for k in ("open", "high", "low", "close")},
-                     "volume": r["volume"]} for r in state.candle_rows(symbol, interval)
-                    if (lo is None or r["ts"].timestamp() * NS >= lo)
-                    and (hi is None or r["ts"].timestamp() * NS < hi)][-MAX_HISTORY_ROWS:]
+            rows = [{"ts": r["ts"], "volume": r["volume"],
+                     **{k: _money(r[k], d) for k in ("open", "high", "low", "close")}}
+                    for r in state.candle_rows(symbol, interval)
+                    if _within(r["ts"], lo, hi)][-MAX_HISTORY_ROWS:]
         else:
             raise HTTPException(422, f"unknown interval {interval!r}; use 1s or one of "
                                 f"{', '.join(INTERVALS)}")

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from trapsim.core.schemas import TickBatch
-from trapsim.core.time import iso
+from trapsim.core.time import iso, iso_many
 
 TICK_FIELDS = ("ts", "price", "bid", "ask", "volume")
 HISTORY_TICKS = 2 * 86_400
@@ -29,6 +29,8 @@ KEEP_ROWS = 5_000
 
 Publish = Callable[[str, str | None, list[dict]], None]
 """``publish(channel, symbol, rows)``: one message of a channel (``symbol`` None for all)."""
+Listening = Callable[[], bool]
+"""Whether anyone receives what is published now (ticks are not turned into rows if not)."""
 
 
 class TickRing:
@@ -69,9 +71,17 @@ class TickRing:
 
 def tick_rows(cols: dict[str, np.ndarray]) -> list[dict]:
     """Ticks as JSON rows (``ts`` ISO 8601)."""
-    return [{"ts": iso(t), "price": p, "bid": b, "ask": a, "volume": v} for t, p, b, a, v in zip(
-        cols["ts"].tolist(), cols["price"].tolist(), cols["bid"].tolist(), cols["ask"].tolist(),
-        cols["volume"].tolist(), strict=True)]
+    return [{"ts": t, "price": p, "bid": b, "ask": a, "volume": v} for t, p, b, a, v in zip(
+        iso_many(cols["ts"]), cols["price"].tolist(), cols["bid"].tolist(),
+        cols["ask"].tolist(), cols["volume"].tolist(), strict=True)]
+
+
+def table_rows(table: pa.Table) -> list[dict]:
+    """A table's rows as dicts, ``ts`` as ISO 8601 text."""
+    rows = table.drop_columns("ts").to_pylist()
+    for row, ts in zip(rows, iso_many(table["ts"].cast(pa.int64()).to_numpy()), strict=True):
+        row["ts"] = ts
+    return rows
 
 
 def _json_label(label: dict) -> dict:
@@ -87,6 +97,8 @@ class LiveState:
         The run's symbols.
     publish : Publish, optional
         Receives every event; default none.
+    listening : Listening, optional
+        Whether ``publish`` has receivers now; default: whenever ``publish`` is given.
     history_ticks : int, default :data:`HISTORY_TICKS`
         Ticks kept per symbol.
     """
@@ -94,9 +106,10 @@ class LiveState:
     name = "live"
 
     def __init__(self, symbols: tuple[str, ...], publish: Publish | None = None,
-                 history_ticks: int = HISTORY_TICKS) -> None:
+                 listening: Listening | None = None, history_ticks: int = HISTORY_TICKS) -> None:
         self.symbols = symbols
         self.publish = publish or (lambda channel, symbol, rows: None)
+        self.listening = listening or (lambda: publish is not None)
         self.lock = threading.Lock()
         self.rings = {s: TickRing(history_ticks) for s in symbols}
         self.regime: dict[str, str] = {}
@@ -118,18 +131,18 @@ class LiveState:
             self.regime[batch.symbol] = batch.regime_names[int(batch.regime[-1])]
             self.counts[batch.symbol] += len(batch)
             self.updated[batch.symbol] = time.monotonic()
-        self.publish("ticks", batch.symbol, tick_rows({f: getattr(batch, f)
-                                                       for f in TICK_FIELDS}))
+        if self.listening():
+            self.publish("ticks", batch.symbol, tick_rows({f: getattr(batch, f)
+                                                           for f in TICK_FIELDS}))
 
     def candles(self, table: pa.Table) -> None:
-        rows = table.to_pylist()
+        rows = table_rows(table)
         with self.lock:
             for row in rows:
                 key = (row["symbol"], row["interval"])
                 self.bars.setdefault(key, deque(maxlen=KEEP_ROWS)).append(row)
         for (symbol, interval), group in _groups(rows, ("symbol", "interval")).items():
-            self.publish(f"candles:{interval}", symbol,
-                         [{**r, "ts": r["ts"].isoformat().replace("+00:00", "Z")} for r in group])
+            self.publish(f"candles:{interval}", symbol, group)
 
     def labels(self, labels: list[dict]) -> None:
         rows = [_json_label(lb) for lb in labels]
@@ -153,6 +166,7 @@ class LiveState:
 
     def depth(self, table: pa.Table) -> None:
         cols = table.to_pydict()
+        cols["ts"] = iso_many(table["ts"].cast(pa.int64()).to_numpy())
         books: dict[str, dict] = {}
         for i, (ts, symbol) in enumerate(zip(cols["ts"], cols["symbol"], strict=True)):
             book = books.get(symbol)
@@ -160,8 +174,7 @@ class LiveState:
                 book = books[symbol] = {"ts": ts, "bids": [], "asks": []}
             side = "bids" if cols["side"][i] == "bid" else "asks"
             book[side].append([cols["price"][i], cols["qty"][i]])
-        out = {s: {**b, "symbol": s, "ts": b["ts"].isoformat().replace("+00:00", "Z")}
-               for s, b in books.items()}
+        out = {s: {**b, "symbol": s} for s, b in books.items()}
         with self.lock:
             self.books.update(out)
         for symbol, book in out.items():

@@ -75,7 +75,7 @@ def serve(cfg: RunConfig, out: Path, console: Console, out_console: Console,
     """
     sock = listen(host, port)
     hub = Hub(cfg.symbols, ws_queue_size, ws_send_timeout)
-    state = LiveState(cfg.symbols, hub.publish)
+    state = LiveState(cfg.symbols, hub.publish, lambda: bool(hub.clients))
     runner = Runner(cfg, out, console, (*sinks, state), run_id, sim)
     token = os.environ.get(TOKEN_VARIABLE) or None
     app = create_app(Served(runner, state, hub, cfg.specs, Access(token, insecure_dev),

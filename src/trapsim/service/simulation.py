@@ -421,7 +421,7 @@ class Simulation:
                 continue
             b = lane.buf
             if self.live:
-                since = inj._upto if inj._upto is not None else self.start_ts
+                since = inj.upto if inj.upto is not None else self.start_ts
                 i = int(np.searchsorted(b.ts, since))
                 lane.placed.append(_Placed(since, copy.deepcopy(inj), b.overlay[i:].copy(),
                                            b.volume[i:].copy()))
