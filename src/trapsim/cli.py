@@ -330,7 +330,8 @@ def _launch(options: dict, serving: dict | None = None) -> None:
         return
     from trapsim.service.server import serve as serve_run
 
-    serve_run(cfg, out, console, out_console, sinks, run_id, sim, **serving)
+    serve_run(cfg, out, console, out_console, sinks, run_id, sim, redis_url=s.redis_url,
+              redis_prefix=s.redis_prefix, **serving)
 
 
 LIVE_SOURCE_OPTIONS = ("source", "binance_ws_url", "binance_rest_url", "breaker_threshold")
@@ -354,6 +355,11 @@ def _serve_options(
     cors_origin: Annotated[list[str] | None, typer.Option(
         metavar="ORIGIN", help="Allow browser calls from this origin (repeat for several; "
         "default none).", rich_help_panel="Server")] = None,
+    follow: Annotated[str | None, typer.Option(
+        metavar="URL", help="Serve, read-only, the run a primary publishes to this Redis "
+        "(`trapsim serve --redis URL`), without simulating: same REST and WebSocket, writes "
+        "answer 409. Takes only the Server options, --redis-prefix and --settings.",
+        rich_help_panel="Server")] = None,
 ) -> None:
     """The server's own options (a signature only: ``serve`` takes these and run's)."""
 
@@ -366,9 +372,33 @@ def serve(**options) -> None:
     endpoints need `Authorization: Bearer $TRAPSIM_API_TOKEN`; without that
     variable they are off unless --insecure-dev. SIGTERM or Ctrl-C stops
     cleanly: the run directory is flushed and the report printed.
+
+    With --redis, every served event also goes to Redis pub/sub, and `trapsim
+    serve --follow URL` runs a read-only replica from there (no simulation), so
+    many replicas can serve many clients.
     """
     serving = {k: options.pop(k) for k in inspect.signature(_serve_options).parameters}
+    follow = serving.pop("follow")
+    if follow is not None:
+        _follow(follow, options, serving)
+        return
     _launch({**options, **dict.fromkeys(LIVE_SOURCE_OPTIONS)}, serving)
+
+
+def _follow(url: str, options: dict, serving: dict) -> None:
+    """``trapsim serve --follow URL``: a replica of the primary publishing to ``url``."""
+    from trapsim.service.server import follow
+    from trapsim.service.settings import load_settings
+
+    given = [name for name, value in options.items()
+             if value is not None and name not in ("redis_prefix", "settings")]
+    if given:
+        flags = ", ".join(f"--{name.replace('_', '-')}" for name in given)
+        raise ConfigError(f"--follow serves the primary's run as it is: {flags} cannot be "
+                          "used with it (give them to the primary)")
+    prefix = load_settings({"redis_prefix": options["redis_prefix"]},
+                           options["settings"]).settings.redis_prefix
+    follow(url, prefix, console, **serving)
 
 
 _params = [*inspect.signature(_serve_options, eval_str=True).parameters.values(),

@@ -30,9 +30,9 @@ def free_port() -> int:
 
 
 class Server:
-    """A `trapsim serve` process and its base URL."""
+    """A `trapsim serve` process and its base URL (a replica with ``follow``, a Redis URL)."""
 
-    def __init__(self, tmp_path, *args, token: str | None = TOKEN):
+    def __init__(self, tmp_path, *args, token: str | None = TOKEN, follow: str | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if k != "TRAPSIM_API_TOKEN"}
@@ -40,8 +40,9 @@ class Server:
             env["TRAPSIM_API_TOKEN"] = token
         self.out = tmp_path / f"run{self.port}"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "trapsim", "serve", "--port", str(self.port), "--out",
-             str(self.out), "--seed", "4", *map(str, args)],
+            [sys.executable, "-m", "trapsim", "serve", "--port", str(self.port),
+             *(("--follow", follow) if follow else ("--out", str(self.out), "--seed", "4")),
+             *map(str, args)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         deadline = time.monotonic() + 60
         while True:

@@ -35,6 +35,7 @@ from trapsim.scenarios.chaos import (
 from trapsim.service.hub import Hub
 from trapsim.service.live import LiveState
 from trapsim.service.metrics import exposition
+from trapsim.service.replica import Replica
 from trapsim.service.runner import Runner
 
 CHAOS = {"price-shock": PriceShock, "gradual-divergence": GradualDivergence,
@@ -56,9 +57,10 @@ class Access:
 
 @dataclass(slots=True)
 class Served:
-    """What the app serves: the running simulation, its live state and hub, and access."""
+    """What the app serves: the running simulation (or, on a replica, its view of the
+    primary's), its live state and hub, and access."""
 
-    runner: Runner
+    runner: Runner | Replica
     state: LiveState
     hub: Hub
     specs: dict[str, SymbolSpec]
@@ -90,7 +92,8 @@ def create_app(served: Served) -> FastAPI:
                   description="Live multi-asset market simulation with labelled traps and "
                   "chaos. Write endpoints need `Authorization: Bearer <TRAPSIM_API_TOKEN>`.")
     state, runner, specs = served.state, served.runner, served.specs
-    symbols = runner.cfg.symbols
+    symbols = state.symbols
+    replica = runner if isinstance(runner, Replica) else None
 
     def symbol_of(symbol: str) -> str:
         if symbol not in symbols:
@@ -99,6 +102,8 @@ def create_app(served: Served) -> FastAPI:
         return symbol
 
     def writer(request: Request) -> None:
+        if replica is not None:
+            raise HTTPException(409, replica.refusal())
         access = served.access
         if access.token is None:
             if not access.insecure_dev:
@@ -115,11 +120,15 @@ def create_app(served: Served) -> FastAPI:
 
     @app.get("/health")
     def health() -> dict:
-        last = runner.last_tick
-        return {"status": "ended" if state.ended else "ok", "uptime_s":
-                time.monotonic() - served.started, "symbols": list(symbols),
-                "market_time": iso(int(last.ts[-1])) if last is not None else None,
-                "websocket_clients": len(served.hub.clients)}
+        t = runner.market_ts
+        status = "ended" if state.ended else "ok"
+        if replica is not None and not replica.live and not state.ended:
+            status = "stale"  # the primary is not heard: what is served may be old
+        return {"status": status, "uptime_s": time.monotonic() - served.started,
+                "symbols": list(symbols), "market_time": iso(t) if t is not None else None,
+                "websocket_clients": len(served.hub.clients),
+                "role": "primary" if replica is None else "replica",
+                **({"primary": replica.primary()} if replica is not None else {})}
 
     @app.get("/api/v1/prices/{symbol}/current")
     def current(symbol: Symbol) -> dict:
@@ -258,10 +267,10 @@ def create_app(served: Served) -> FastAPI:
 
     @app.get("/debug/data-sources/status")
     def sources() -> dict:
-        last = runner.last_tick
+        t = runner.market_ts
         return {"sources": [{"name": "synthetic", "priority": 1, "status": "ended" if
-                             state.ended else "live", "last_ts": iso(int(last.ts[-1]))
-                             if last is not None else None}]}
+                             state.ended else "live", "last_ts": iso(t) if t is not None
+                             else None}]}
 
     @app.get("/metrics", response_class=PlainTextResponse,
              summary="Prometheus text format (market_data_* metrics)")

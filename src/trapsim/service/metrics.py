@@ -24,7 +24,7 @@ class SeedMetrics:
     def collect(self):
         served = self.served
         state, runner, hub = served.state, served.runner, served.hub
-        symbols = runner.cfg.symbols
+        symbols = state.symbols
         updates = CounterMetricFamily("market_data_price_updates", "Ticks published.",
                                       labels=["symbol", "source"])
         stale = GaugeMetricFamily("market_data_staleness_seconds",
@@ -45,14 +45,7 @@ class SeedMetrics:
         traps = GaugeMetricFamily("market_data_price_manipulation_active",
                                   "Injected traps under way (started, not ended).",
                                   labels=["symbol", "manipulation_type"])
-        last = runner.last_tick
-        t = int(last.ts[-1]) if last is not None else None
-        under_way: dict[tuple[str, str], int] = {}
-        for label in list(runner.pending):
-            if t is not None and label["start_ts"] <= t:
-                key = (label["symbol"], label["type"])
-                under_way[key] = under_way.get(key, 0) + 1
-        for key, n in sorted(under_way.items()):
+        for key, n in sorted(runner.traps_under_way().items()):
             traps.add_metric(list(key), n)
         subscribers = GaugeMetricFamily("market_data_subscriber_count",
                                         "WebSocket clients subscribed to the symbol.",

@@ -162,6 +162,23 @@ class Runner:
                  for key, kind in list(self._requested.items()) if key not in out]
         return rows
 
+    @property
+    def market_ts(self) -> int | None:
+        """Market time of the newest released tick (int ns UTC; None before the first)."""
+        last = self.last_tick
+        return int(last.ts[-1]) if last is not None else None
+
+    def traps_under_way(self) -> dict[tuple[str, str], int]:
+        """Injected traps started and not yet ended at :attr:`market_ts`, counted by
+        ``(symbol, type)`` (from any thread)."""
+        t = self.market_ts
+        out: dict[tuple[str, str], int] = {}
+        for label in list(self.pending):
+            if t is not None and label["start_ts"] <= t:
+                key = (label["symbol"], label["type"])
+                out[key] = out.get(key, 0) + 1
+        return out
+
     def stop_scenario(self, key: str) -> None:
         """Stop scenario ``key`` (live or scheduled) at the next tick not yet released: its
         moves fade out over 5 minutes, a feed fault ends at once."""

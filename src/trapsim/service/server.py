@@ -4,6 +4,10 @@ The server binds its port before anything else (a port in use is a clear error,
 exit 2, and no run directory is made), starts the run once it listens, and on
 SIGTERM or SIGINT stops the run (everything released is flushed, the report
 printed), closes the WebSocket clients with code 1001 and exits.
+
+With ``--redis`` every event also goes to Redis pub/sub (:mod:`trapsim.service.relay`);
+``trapsim serve --follow URL`` (:func:`follow`) serves a replica from there, without
+simulating (:mod:`trapsim.service.replica`).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import uvicorn
@@ -26,6 +31,8 @@ from trapsim.service.api import Access, Served, create_app
 from trapsim.service.config import RunConfig
 from trapsim.service.hub import Hub
 from trapsim.service.live import LiveState
+from trapsim.service.relay import Relay
+from trapsim.service.replica import Replica
 from trapsim.service.runner import Runner, print_report
 from trapsim.service.simulation import Simulation
 from trapsim.store.base import Sink
@@ -65,8 +72,12 @@ def listen(host: str, port: int) -> socket.socket:
 def serve(cfg: RunConfig, out: Path, console: Console, out_console: Console,
           sinks: tuple[Sink, ...], run_id: str, sim: Simulation, *, host: str, port: int,
           insecure_dev: bool, cors_origin: list[str] | None, ws_queue_size: int = 1000,
-          ws_send_timeout: float = 2.0) -> dict:
+          ws_send_timeout: float = 2.0, redis_url: str | None = None,
+          redis_prefix: str = "sim_") -> dict:
     """Serve ``sim`` (made ``live``) until a signal; returns the run's report.
+
+    With ``redis_url``, every event also goes to Redis pub/sub under ``redis_prefix``
+    (:class:`~trapsim.service.relay.Relay`) for replicas.
 
     Raises
     ------
@@ -76,30 +87,106 @@ def serve(cfg: RunConfig, out: Path, console: Console, out_console: Console,
     sock = listen(host, port)
     hub = Hub(cfg.symbols, ws_queue_size, ws_send_timeout)
     state = LiveState(cfg.symbols, hub.publish, lambda: bool(hub.clients))
-    runner = Runner(cfg, out, console, (*sinks, state), run_id, sim)
+    relay = Relay(redis_url, prefix=redis_prefix, run_id=run_id,
+                  paced=cfg.sleep > 0) if redis_url else None
+    runner = Runner(cfg, out, console, (*sinks, state, *filter(None, [relay])), run_id, sim)
     token = os.environ.get(TOKEN_VARIABLE) or None
-    app = create_app(Served(runner, state, hub, cfg.specs, Access(token, insecure_dev),
-                            time.monotonic()))
-    if cors_origin:
-        app.add_middleware(CORSMiddleware, allow_origins=cors_origin, allow_methods=["*"],
-                           allow_headers=["Authorization", "Content-Type"])
-    server = _Server(uvicorn.Config(app, log_level="warning", access_log=False,
-                                    ws_per_message_deflate=False, lifespan="off"))
+    app = _with_cors(create_app(Served(runner, state, hub, cfg.specs,
+                                       Access(token, insecure_dev), time.monotonic())),
+                     cors_origin)
+    server = _uvicorn(app)
     console.print(f"run directory {out}  seed {cfg.seed}  run id {runner.run_id}",
                   highlight=False, soft_wrap=True)
     writes = "token" if token else ("open (--insecure-dev)" if insecure_dev else "off")
     console.print(f"serving http://{host}:{port}  (REST /api/v1, /chaos, WebSocket /ws, "
                   f"docs /docs; writes {writes})", highlight=False, soft_wrap=True)
+    if relay is not None:
+        relay.start(runner, state, f"http://{host}:{port}")
+        console.print(f"relaying every event to Redis channel {relay.keys.channel} "
+                      "(replicas: trapsim serve --follow URL)", highlight=False, soft_wrap=True)
     result: dict = {}
-    asyncio.run(_main(server, sock, runner, hub, result))
+    try:
+        asyncio.run(_main(server, sock, hub, lambda: result.update(report=runner.run()),
+                          runner.stop, result))
+    finally:
+        if relay is not None:
+            relay.stop()
     if "error" in result:
         raise result["error"]
     print_report(result["report"], out_console)
     return result["report"]
 
 
-async def _main(server: _Server, sock: socket.socket, runner: Runner, hub: Hub,
-                result: dict) -> None:
+def follow(url: str, prefix: str, console: Console, *, host: str, port: int,
+           insecure_dev: bool, cors_origin: list[str] | None, ws_queue_size: int = 1000,
+           ws_send_timeout: float = 2.0) -> None:
+    """Serve, read-only, the run a primary publishes to Redis under ``prefix``, until a
+    signal (``trapsim serve --follow URL``): the same REST and WebSocket answers,
+    without simulating; writes answer 409. ``insecure_dev`` changes nothing here.
+
+    Raises
+    ------
+    ConfigError
+        If the port cannot be bound, the URL is malformed, Redis is unreachable, or no
+        primary publishes under ``prefix``.
+    """
+    sock = listen(host, port)
+    token = os.environ.get(TOKEN_VARIABLE) or None
+    started = time.monotonic()
+    current = _Current()
+
+    def serve_state(state: LiveState) -> None:
+        current.app = _with_cors(create_app(Served(
+            replica, state, replica.hub, replica.specs, Access(token, insecure_dev), started)),
+            cors_origin)
+
+    try:
+        replica = Replica(url, prefix, serve_state, ws_queue_size=ws_queue_size,
+                          ws_send_timeout=ws_send_timeout)
+        replica.sync()
+    except BaseException:
+        sock.close()
+        raise
+    meta = replica.meta
+    console.print(f"following {replica.source} channel {replica.keys.channel}: run "
+                  f"{meta['run_id']}  seed {meta['seed']}  symbols {','.join(meta['symbols'])}  "
+                  f"(primary {meta['http']})", highlight=False, soft_wrap=True)
+    console.print(f"serving http://{host}:{port}  (read-only replica: REST /api/v1, /chaos, "
+                  "WebSocket /ws, docs /docs; writes go to the primary)", highlight=False,
+                  soft_wrap=True)
+    result: dict = {}
+    asyncio.run(_main(_uvicorn(current), sock, replica.hub, replica.follow, replica.stop,
+                      result))
+    if "error" in result:
+        raise result["error"]
+
+
+class _Current:
+    """The ASGI app of a replica's current live state (a resync builds a new one)."""
+
+    app = None
+
+    async def __call__(self, scope, receive, send) -> None:
+        await self.app(scope, receive, send)
+
+
+def _with_cors(app, cors_origin: list[str] | None):
+    if cors_origin:
+        app.add_middleware(CORSMiddleware, allow_origins=cors_origin, allow_methods=["*"],
+                           allow_headers=["Authorization", "Content-Type"])
+    return app
+
+
+def _uvicorn(app) -> _Server:
+    return _Server(uvicorn.Config(app, log_level="warning", access_log=False,
+                                  ws_per_message_deflate=False, lifespan="off"))
+
+
+async def _main(server: _Server, sock: socket.socket, hub: Hub, work: Callable[[], None],
+                halt: Callable[[str], None], result: dict) -> None:
+    """Serve on ``sock`` while ``work`` runs in a thread, until a signal: then ``halt(reason)``
+    it, wait for it, close the WebSocket clients (1001) and stop; an error of ``work`` goes
+    to ``result["error"]`` and stops the server."""
     loop = asyncio.get_running_loop()
     hub.loop = loop
     stop = asyncio.Event()
@@ -112,9 +199,9 @@ async def _main(server: _Server, sock: socket.socket, runner: Runner, hub: Hub,
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
 
-    def work() -> None:
+    def run() -> None:
         try:
-            result["report"] = runner.run()
+            work()
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
             result["error"] = exc
             loop.call_soon_threadsafe(stop.set)
@@ -122,10 +209,10 @@ async def _main(server: _Server, sock: socket.socket, runner: Runner, hub: Hub,
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started and not serving.done():
         await asyncio.sleep(0.005)
-    thread = threading.Thread(target=work, name="trapsim-run", daemon=True)
+    thread = threading.Thread(target=run, name="trapsim-run", daemon=True)
     thread.start()
     await stop.wait()
-    runner.stop(reason["name"] or "error")
+    halt(reason["name"] or "error")
     await asyncio.to_thread(thread.join)
     await asyncio.gather(*(c.close(1001, "server shutting down") for c in list(hub.clients)))
     server.should_exit = True

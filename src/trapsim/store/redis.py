@@ -155,7 +155,7 @@ def _day_tails(ts: np.ndarray, cap: int) -> list[tuple[int, int, int]]:
     return [(int(days[s]), max(s, e - cap), e) for s, e in zip(starts, ends, strict=True)]
 
 
-def _resp(*args: bytes | str | int) -> bytes:
+def resp(*args: bytes | str | int) -> bytes:
     """One command in the Redis protocol (RESP2: an array of bulk strings)."""
     out = [b"*%d\r\n" % len(args)]
     for arg in args:
@@ -209,6 +209,35 @@ def _flatten(report: dict, parent: str = "") -> dict[str, str]:
         else:
             out[name] = "" if value is None else _json(value)
     return out
+
+
+def transaction(client: redis.Redis, cmds: list[bytes]) -> None:
+    """Run ``cmds`` (each from :func:`resp`) in one MULTI/EXEC sent in one piece.
+
+    One send per transaction: a pipeline sends in ~6 KB pieces, and each
+    piece releases the GIL and waits for it back while the simulation
+    thread computes, which made a flat-out run several times slower.
+
+    Raises
+    ------
+    redis.RedisError
+        The connection's error, or the first command's error inside the transaction.
+    """
+    pool = client.connection_pool
+    conn = pool.get_connection()
+    try:
+        conn.send_packed_command([b"".join([resp("MULTI"), *cmds, resp("EXEC")])])
+        for _ in range(len(cmds) + 1):
+            conn.read_response()  # OK, then QUEUED per command
+        results = conn.read_response()
+    except BaseException:
+        conn.disconnect()  # it may be mid-reply: never reuse it
+        raise
+    finally:
+        pool.release(conn)
+    failed = [r for r in results if isinstance(r, Exception)]
+    if failed:
+        raise failed[0]
 
 
 def asset_tag(symbol: str) -> str:
@@ -324,24 +353,24 @@ class _RedisBackend:
             tag = item[0]
             if tag in lists:
                 pushed[lists[tag]].append(item[1])
-                cmds.append(_resp("PUBLISH", k.events, item[2]))
+                cmds.append(resp("PUBLISH", k.events, item[2]))
             elif tag == "hf_on":
-                cmds.append(_resp("PUBLISH", k.events, item[1]))
+                cmds.append(resp("PUBLISH", k.events, item[1]))
             elif tag == "stats":
                 fields = [x for pair in item[1].items() for x in pair]
-                cmds.append(_resp("DEL", k.stats))
+                cmds.append(resp("DEL", k.stats))
                 if fields:
-                    cmds.append(_resp("HSET", k.stats, *fields))
+                    cmds.append(resp("HSET", k.stats, *fields))
             elif tag == "running":
-                cmds.append(_resp("SET", k.running, item[1]))
+                cmds.append(resp("SET", k.running, item[1]))
             elif tag == "book":
-                cmds.append(_resp("SET", k.book[item[1]], item[2]))
+                cmds.append(resp("SET", k.book[item[1]], item[2]))
         for key, rows in pushed.items():
             if rows:
                 # Pushed oldest first, so the list reads newest first.
-                cmds += [_resp("LPUSH", key, *rows), _resp("LTRIM", key, 0, self.list_cap - 1)]
-        cmds.append(_resp("SET", k.seq, seq, "EX", self.day_ttl_s))
-        self._transaction(cmds)
+                cmds += [resp("LPUSH", key, *rows), resp("LTRIM", key, 0, self.list_cap - 1)]
+        cmds.append(resp("SET", k.seq, seq, "EX", self.day_ttl_s))
+        transaction(self.client, cmds)
         self.applied = seq
 
     def _ticks(self, items: list[tuple]) -> list[bytes]:
@@ -350,45 +379,22 @@ class _RedisBackend:
         for symbol in dict.fromkeys(item[1] for item in items):
             mine = [item for item in items if item[1] == symbol]
             _, _, _, last, prev, regime = mine[-1]
-            cmds.append(_resp("SET", k.last[symbol], repr(last)))
+            cmds.append(resp("SET", k.last[symbol], repr(last)))
             if prev is not None:
-                cmds.append(_resp("SET", k.prev[symbol], repr(prev)))
+                cmds.append(resp("SET", k.prev[symbol], repr(prev)))
             if symbol == k.headline:
-                cmds.append(_resp("SET", k.regime, regime))
+                cmds.append(resp("SET", k.regime, regime))
                 if prev:
-                    cmds.append(_resp("SET", k.change, repr((last - prev) / prev * 100.0)))
+                    cmds.append(resp("SET", k.change, repr((last - prev) / prev * 100.0)))
             rows = np.concatenate([item[2] for item in mine])
             for day, lo, hi in _day_tails(rows["ts"], self.history_cap):
                 key = k.day(symbol, day)
                 cmds += [
                     _lpush_ticks(key, rows[lo:hi]),
-                    _resp("LTRIM", key, 0, self.history_cap - 1),
-                    _resp("EXPIRE", key, self.day_ttl_s),
+                    resp("LTRIM", key, 0, self.history_cap - 1),
+                    resp("EXPIRE", key, self.day_ttl_s),
                 ]
         return cmds
-
-    def _transaction(self, cmds: list[bytes]) -> None:
-        """Run ``cmds`` in one MULTI/EXEC sent in one piece.
-
-        One send per transaction: a pipeline sends in ~6 KB pieces, and each
-        piece releases the GIL and waits for it back while the simulation
-        thread computes, which made a flat-out run several times slower.
-        """
-        pool = self.client.connection_pool
-        conn = pool.get_connection()
-        try:
-            conn.send_packed_command([b"".join([_resp("MULTI"), *cmds, _resp("EXEC")])])
-            for _ in range(len(cmds) + 1):
-                conn.read_response()  # OK, then QUEUED per command
-            results = conn.read_response()
-        except BaseException:
-            conn.disconnect()  # it may be mid-reply: never reuse it
-            raise
-        finally:
-            pool.release(conn)
-        failed = [r for r in results if isinstance(r, Exception)]
-        if failed:
-            raise failed[0]
 
     def close(self) -> None:
         self.client.close()
