@@ -20,7 +20,7 @@ import redis
 from rich.console import Console
 from websockets.sync.client import connect
 
-from tests.store.conftest import PrivateRedis, free_port
+from tests.store.conftest import PrivateRedis
 from trapsim.core.time import NS, iso, parse_ts
 from trapsim.market.params import DEFAULT_PARAMS
 from trapsim.scenarios.chaos import Scenario
@@ -31,7 +31,7 @@ from trapsim.service.replica import Replica
 from trapsim.service.runner import Runner
 
 from .conftest import trapsim
-from .serving import AUTH, Server, wait_market
+from .serving import AUTH, Server, free_port, wait_market
 
 CI = os.environ.get("CI", "").lower() == "true"
 REDIS_URL = os.environ.get("TRAPSIM_TEST_REDIS", "redis://127.0.0.1:6379/0")
