@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from trapsim.core.schemas import TickBatch
 from trapsim.core.time import iso, iso_many
+from trapsim.market.depth import newest_book
 
 TICK_FIELDS = ("ts", "price", "bid", "ask", "volume")
 HISTORY_TICKS = 2 * 86_400
@@ -165,20 +166,11 @@ class LiveState:
         self.publish("hf", None, [{"event": "hf_on", "ts": iso(ts), "trap_count": trap_count}])
 
     def depth(self, table: pa.Table) -> None:
-        cols = table.to_pydict()
-        cols["ts"] = iso_many(table["ts"].cast(pa.int64()).to_numpy())
-        books: dict[str, dict] = {}
-        for i, (ts, symbol) in enumerate(zip(cols["ts"], cols["symbol"], strict=True)):
-            book = books.get(symbol)
-            if book is None or book["ts"] != ts:  # a later snapshot replaces an earlier one
-                book = books[symbol] = {"ts": ts, "bids": [], "asks": []}
-            side = "bids" if cols["side"][i] == "bid" else "asks"
-            book[side].append([cols["price"][i], cols["qty"][i]])
-        out = {s: {**b, "symbol": s} for s, b in books.items()}
+        book = newest_book(table)
+        book = {**book, "ts": iso(book["ts"]), "symbol": table["symbol"][0].as_py()}
         with self.lock:
-            self.books.update(out)
-        for symbol, book in out.items():
-            self.publish("book", symbol, [book])
+            self.books[book["symbol"]] = book
+        self.publish("book", book["symbol"], [book])
 
     def detections(self, rows: list[dict]) -> None:
         out = [{**r, "detected_at": iso(r["detected_at"]), "start": iso(r["start"])}
