@@ -37,6 +37,8 @@ def make_table(schema: pa.Schema, start: int, n: int) -> pa.Table:
             cols[f.name] = pa.array(i * 0.5, f.type)
         elif pa.types.is_integer(f.type):
             cols[f.name] = pa.array(i, f.type)
+        elif pa.types.is_list(f.type) and pa.types.is_floating(f.type.value_type):
+            cols[f.name] = pa.array([[k * 0.5] * (k % 3) for k in i], f.type)
         else:
             raise TypeError(f"no test data for column {f.name} of type {f.type}")
     return pa.table(cols, schema=schema)

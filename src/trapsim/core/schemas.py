@@ -181,19 +181,16 @@ class TickBatch:
 
     def to_arrow(self) -> pa.Table:
         """The batch as an Arrow table with the :data:`TICKS` schema."""
-        names = pa.array(self.regime_names, pa.string())
-        regime = pa.DictionaryArray.from_arrays(pa.array(self.regime, pa.int8()), names)
         return pa.table(
             {
                 "ts": pa.array(self.ts, pa.int64()).cast(TS),
-                "symbol": pa.DictionaryArray.from_arrays(
-                    np.zeros(len(self.ts), np.int8), pa.array([self.symbol])
-                ).cast(pa.string()),
+                "symbol": pa.repeat(pa.scalar(self.symbol), len(self.ts)),
                 "price": self.price,
                 "bid": self.bid,
                 "ask": self.ask,
                 "volume": self.volume,
-                "regime": regime.cast(pa.string()),
+                "regime": pa.array(self.regime_names, pa.string()).take(
+                    pa.array(self.regime, pa.int8())),
             },
             schema=TICKS,
         )

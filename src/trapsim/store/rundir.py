@@ -687,8 +687,8 @@ def feed_table(ticks: TickBatch, recv: np.ndarray) -> pa.Table:
     n = len(ticks)
     return pa.table({"ts": pa.array(ticks.ts, pa.int64()).cast(TS),
                      "recv_ts": pa.array(recv, pa.int64()).cast(TS),
-                     "symbol": [ticks.symbol] * n, "price": ticks.price, "bid": ticks.bid,
-                     "ask": ticks.ask, "volume": ticks.volume}, schema=FEED)
+                     "symbol": pa.repeat(pa.scalar(ticks.symbol), n), "price": ticks.price,
+                     "bid": ticks.bid, "ask": ticks.ask, "volume": ticks.volume}, schema=FEED)
 
 
 def hf_table(activations: list[dict]) -> pa.Table:
