@@ -225,6 +225,7 @@ def test_the_files_are_the_servers_own_with_caching(server):
     shipped = files(plotly).joinpath("package_data", "plotly.min.js").read_bytes()
     assert r.status_code == 200 and r.content == shipped
     assert r.headers["content-type"].startswith("text/javascript")
+    assert r.headers["content-encoding"] == "gzip"  # httpx asks for it and unpacks it
     assert "max-age=" in r.headers["cache-control"]
     again = server.get("/dashboard/plotly.min.js", headers={"If-None-Match": r.headers["etag"]})
     assert again.status_code == 304 and not again.content

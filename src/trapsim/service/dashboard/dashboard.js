@@ -183,7 +183,6 @@
     state.alerts = timeline.events.filter((e) => e.kind === "alert");
     state.regimes = regimes.changes.map((r) => ({ t: ms(r.ts), regime: r.regime }));
     mark("candles", "traps", "stats", "ticks");
-    document.body.dataset.loaded = String(gen);
   }
 
   let polling = false;
@@ -490,14 +489,12 @@
       : `The detector watches ${state.headline}; scored as of ${d.as_of} on labels and ` +
         "detections that can no longer change (precision matched/detections, recall " +
         "matched/labels).";
-    const table = $("per-type");
-    table.replaceChildren();
+    const tbody = $("per-type").tBodies[0];
+    tbody.replaceChildren();
     if (traps) {
-      const head = row(table, [["type"], ["injected"], ["P"], ["R"]]);
-      head.className = "head";
       for (const [type, n] of Object.entries(traps.per_type)) {
         const s = d && d.per_type[type];
-        const tr = row(table, [[type.replaceAll("_", " ")], [String(n)],
+        const tr = row(tbody, [[type.replaceAll("_", " ")], [String(n)],
           [s ? pct(s.precision) : "–"], [s ? pct(s.recall) : "–"]]);
         tr.firstChild.style.color = colour(TYPE_COLOURS, type);
       }
