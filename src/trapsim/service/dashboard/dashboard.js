@@ -123,7 +123,6 @@
     state.last = { t, price: p };
     state.ticks.unshift(r);
     state.ticks.length = Math.min(state.ticks.length, TICK_ROWS);
-    $("market-time").textContent = px(t);
   }
 
   function onFrame(msg) {
@@ -453,7 +452,10 @@
     }));
     const axis = (title, extra) => ({ title: { text: title }, gridcolor: GRID,
       backgroundcolor: "rgba(0,0,0,0)", ...extra });
-    Plotly.react(el, traces, base({
+    // with no trap yet an empty 3-D trace keeps the scene (plotly would draw 2-D axes)
+    const shown = traces.length ? traces
+      : [{ type: "scatter3d", mode: "markers", x: [], y: [], z: [], showlegend: false }];
+    Plotly.react(el, shown, base({
       uirevision: state.symbol, margin: { l: 0, r: 0, t: 0, b: 0 },
       annotations: traces.length ? [] : empty(`no traps on ${state.symbol} yet`),
       scene: { xaxis: axis("price"), yaxis: axis("volume"), zaxis: axis("time", { type: "date" }) },
@@ -463,6 +465,7 @@
   function drawStats() {
     const m = state.metrics || {}, d = m.detection, traps = m.traps;
     if (state.last) {
+      $("market-time").textContent = px(state.last.t);  // drawn with the rest, not ahead
       const el = $("st-price");
       el.textContent = num(state.last.price, state.decimals);
       el.className = state.previous === null ? "" : state.last.price >= state.previous ? "up" : "down";
