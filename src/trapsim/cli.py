@@ -366,6 +366,7 @@ def serve(**options) -> None:
     endpoints need `Authorization: Bearer $TRAPSIM_API_TOKEN`; without that
     variable they are off unless --insecure-dev. SIGTERM or Ctrl-C stops
     cleanly: the run directory is flushed and the report printed.
+    The web dashboard is at /dashboard.
     """
     serving = {k: options.pop(k) for k in inspect.signature(_serve_options).parameters}
     _launch({**options, **dict.fromkeys(LIVE_SOURCE_OPTIONS)}, serving)

@@ -114,6 +114,7 @@ class LiveState:
         self.lock = threading.Lock()
         self.rings = {s: TickRing(history_ticks) for s in symbols}
         self.regime: dict[str, str] = {}
+        self.regime_log = {s: deque(maxlen=KEEP_ROWS) for s in symbols}  # regime changes
         self.bars: dict[tuple[str, str], deque] = {}  # candles by (symbol, interval)
         self.books: dict[str, dict] = {}
         self.label_log: deque[dict] = deque(maxlen=KEEP_ROWS)
@@ -127,8 +128,15 @@ class LiveState:
 
     # -- the sink ------------------------------------------------------------------
     def ticks(self, batch: TickBatch) -> None:
+        codes = batch.regime
+        changes = np.flatnonzero(codes[1:] != codes[:-1]) + 1
         with self.lock:
             self.rings[batch.symbol].append(batch)
+            if self.regime.get(batch.symbol) != batch.regime_names[int(codes[0])]:
+                changes = np.concatenate([[0], changes])
+            self.regime_log[batch.symbol].extend(
+                {"ts": iso(int(batch.ts[i])), "regime": batch.regime_names[int(codes[i])]}
+                for i in changes)
             self.regime[batch.symbol] = batch.regime_names[int(batch.regime[-1])]
             self.counts[batch.symbol] += len(batch)
             self.updated[batch.symbol] = time.monotonic()
@@ -207,6 +215,12 @@ class LiveState:
         with self.lock:
             cols = self.rings[symbol].columns()
         return cols if n is None else {f: c[-n:] for f, c in cols.items()}
+
+    def regime_changes(self, symbol: str) -> list[dict]:
+        """The last :data:`KEEP_ROWS` regime changes of ``symbol``: ``ts`` (ISO 8601) of the
+        first tick in a new regime and ``regime``, oldest first (the first tick's included)."""
+        with self.lock:
+            return list(self.regime_log[symbol])
 
     def candle_rows(self, symbol: str, interval: str) -> list[dict]:
         with self.lock:

@@ -90,6 +90,7 @@ def serve(cfg: RunConfig, out: Path, console: Console, out_console: Console,
     writes = "token" if token else ("open (--insecure-dev)" if insecure_dev else "off")
     console.print(f"serving http://{host}:{port}  (REST /api/v1, /chaos, WebSocket /ws, "
                   f"docs /docs; writes {writes})", highlight=False, soft_wrap=True)
+    console.print(f"dashboard http://{host}:{port}/dashboard", highlight=False, soft_wrap=True)
     result: dict = {}
     asyncio.run(_main(server, sock, runner, hub, result))
     if "error" in result:
