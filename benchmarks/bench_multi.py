@@ -89,7 +89,7 @@ def main() -> None:
     for _ in range(3):
         rate, rows = run()
         best = max(best, rate)
-    print(f"5 symbols x {DAYS} days, quotes + depth every 10 s ({rows:,} depth rows): "
+    print(f"5 symbols x {DAYS} days, quotes + depth every 10 s ({rows:,} depth snapshots): "
           f"{best / 1e6:.2f} M symbol-ticks/s (required >= 2)")
     eng = max(engine() for _ in range(3))
     print(f"run engine (traps, cross, perp, quotes) + depth every 10 s: {eng / 1e6:.2f} M "

@@ -372,6 +372,7 @@ def serve(**options) -> None:
     endpoints need `Authorization: Bearer $TRAPSIM_API_TOKEN`; without that
     variable they are off unless --insecure-dev. SIGTERM or Ctrl-C stops
     cleanly: the run directory is flushed and the report printed.
+    The web dashboard is at /dashboard.
 
     With --redis, every served event also goes to Redis pub/sub, and `trapsim
     serve --follow URL` runs a read-only replica from there (no simulation), so

@@ -22,9 +22,10 @@ def quotes(n, seed=0, spread_bps=2.0, rate=0.5):
 
 
 def frames(table):
+    """Snapshot times and (n, levels) arrays of bid/ask prices and quantities."""
     ts = table["ts"].cast(pa.int64()).to_numpy()
-    side = np.asarray(table["side"].cast(pa.string()).to_pylist())
-    return ts, side, table["level"].to_numpy(), table["price"].to_numpy(), table["qty"].to_numpy()
+    return ts, *(np.array(table[c].to_pylist(), float).reshape(len(ts), -1)
+                 for c in ("bid_price", "bid_qty", "ask_price", "ask_qty"))
 
 
 @settings(max_examples=30, deadline=None)
@@ -32,22 +33,16 @@ def frames(table):
 def test_snapshots_are_ordered_uncrossed_and_start_at_the_quote(seed, every, levels, spread):
     ts, bid, ask, vol = quotes(600, seed, spread)
     table = DepthModel("BTC-USD", seed, every_s=every, levels=levels).update(ts, bid, ask, vol)
-    t, side, level, price, qty = frames(table)
-    per = 2 * levels
-    assert len(t) % per == 0 and len(t) > 0
-    assert np.all(qty > 0) and np.all(np.isfinite(price))
-    for k in range(len(t) // per):
-        rows = slice(k * per, (k + 1) * per)
-        i = int(np.searchsorted(ts, t[rows][0]))
-        b, a = price[rows][:levels], price[rows][levels:]
-        assert list(side[rows]) == ["bid"] * levels + ["ask"] * levels
-        assert list(level[rows]) == list(range(levels)) * 2
-        assert b[0] == bid[i] and a[0] == ask[i]
-        assert b[0] < a[0]  # never crossed
-        assert np.all(np.diff(b) < 0) and np.all(np.diff(a) > 0)
+    t, b, bq, a, aq = frames(table)
+    assert len(t) > 0 and b.shape == a.shape == bq.shape == aq.shape == (len(t), levels)
+    assert np.all(bq > 0) and np.all(aq > 0) and np.all(np.isfinite(b) & np.isfinite(a))
+    i = np.searchsorted(ts, t)
+    assert np.array_equal(b[:, 0], bid[i]) and np.array_equal(a[:, 0], ask[i])
+    assert np.all(b[:, 0] < a[:, 0])  # never crossed
+    assert np.all(np.diff(b, axis=1) < 0) and np.all(np.diff(a, axis=1) > 0)
     # One snapshot per period begun, at its first tick.
     periods = np.unique(t // round(every * NS))
-    assert len(periods) == len(t) // per
+    assert len(periods) == len(t)
 
 
 @settings(max_examples=20, deadline=None)
@@ -65,7 +60,8 @@ def test_snapshots_do_not_depend_on_how_the_ticks_are_split(sizes):
 def test_depth_grows_with_volume_and_thins_with_the_spread():
     def mean_depth(spread_bps, rate):
         ts, bid, ask, vol = quotes(20_000, 1, spread_bps, rate)
-        return DepthModel("BTC-USD", 1).update(ts, bid, ask, vol)["qty"].to_numpy().mean()
+        _, _, bq, _, aq = frames(DepthModel("BTC-USD", 1).update(ts, bid, ask, vol))
+        return np.concatenate([bq, aq]).mean()
 
     base = mean_depth(2.0, 0.5)
     assert mean_depth(2.0, 2.0) == pytest.approx(4 * base, rel=0.15)

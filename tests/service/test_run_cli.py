@@ -67,7 +67,8 @@ def test_run_directory_contents_and_report(tmp_path):
         assert (tmp_path / "r" / f"{name}.parquet").is_file()
     assert not (tmp_path / "r" / "detections.parquet").exists()  # no --detect
     depth = read_stream(tmp_path / "r", "depth")
-    assert depth.num_rows == 3600 // 10 * 20  # a snapshot every 10 s, 10 levels a side
+    assert depth.num_rows == 3600 // 10  # a snapshot every 10 s, 10 levels a side
+    assert {len(x) for c in ("bid_price", "ask_qty") for x in depth[c].to_pylist()} == {10}
     ticks = pq.read_table(tmp_path / "r" / "ticks.parquet")
     assert str(ticks.schema.field("ts").type) == "timestamp[ns, tz=UTC]"
     for interval in INTERVALS:  # every interval, the same as aggregating the ticks at once
@@ -95,7 +96,9 @@ def test_depth_snapshots_can_be_turned_off_or_resized(tmp_path):
     res = trapsim("run", "--duration", 0.5, "--sleep", 0, "--seed", 3, "--depth-every", 60,
                   "--depth-levels", 25, "--out", tmp_path / "big")
     assert res.returncode == 0, res.stderr
-    assert read_stream(tmp_path / "big", "depth").num_rows == 1800 // 60 * 50
+    big = read_stream(tmp_path / "big", "depth")
+    assert big.num_rows == 1800 // 60
+    assert {len(x) for x in big["ask_price"].to_pylist()} == {25}
 
 
 def test_live_detector_gives_the_batch_detectors_rows_and_scores_them(tmp_path):

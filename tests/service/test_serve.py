@@ -1,8 +1,10 @@
 """`trapsim serve` as a user runs it: a real process on a free port, real HTTP and WebSocket
 clients, chaos started over the API, SIGTERM."""
 
+import contextlib
 import json
 import socket
+import threading
 import time
 
 import httpx
@@ -184,16 +186,21 @@ def test_a_slow_client_is_dropped_and_the_others_keep_receiving(server):
     with connect(f"ws://127.0.0.1:{server.port}/ws", max_queue=1) as slow, \
             connect(f"ws://127.0.0.1:{server.port}/ws") as fast:
         slow.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        for ws in (slow, fast):
-            ws.send(json.dumps(everything))
-        fast.recv(timeout=10)
+        slow.send(json.dumps(everything))
+        fast.send(json.dumps({"op": "subscribe", "channels": ["ticks"], "symbols": ["BTC-USD"]}))
+        received = []  # the fast client reads all along, on its own thread
+
+        def read_fast():
+            with contextlib.suppress(ConnectionClosed, TimeoutError):
+                while True:
+                    received.append(json.loads(fast.recv(timeout=10)).get("channel"))
+
+        reader = threading.Thread(target=read_fast, daemon=True)
+        reader.start()
         deadline = time.monotonic() + 60
-        dropped = None
-        while dropped is None and time.monotonic() < deadline:
-            fast.recv(timeout=10)  # the fast client keeps getting frames all along
-            if server.get("/api/metrics").json()["websocket"]["dropped_slow"]:
-                dropped = True
-        assert dropped
+        while not server.get("/api/metrics").json()["websocket"]["dropped_slow"]:
+            assert time.monotonic() < deadline, "the slow client was never dropped"
+            time.sleep(0.1)
         assert server.get("/health").json()["websocket_clients"] == 1  # the fast one only
         # What it had been sent drains, then nothing more: a 1008 close frame when the
         # server could still send one, the connection ended, or silence.
@@ -206,8 +213,12 @@ def test_a_slow_client_is_dropped_and_the_others_keep_receiving(server):
             assert closed.rcvd is None or closed.rcvd.code == 1008
         except TimeoutError:
             pass
-        for _ in range(50):
-            assert json.loads(fast.recv(timeout=10))["channel"]
+        before = len(received)
+        deadline = time.monotonic() + 30
+        while len(received) < before + 50:
+            assert reader.is_alive() and time.monotonic() < deadline, "the fast client stalled"
+            time.sleep(0.05)
+        assert server.get("/api/metrics").json()["websocket"]["dropped_slow"] == 1
 
 
 def test_writes_are_off_without_a_token_and_sigterm_stops_cleanly(tmp_path):

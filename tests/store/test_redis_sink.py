@@ -275,12 +275,12 @@ def test_run_end_to_end_matches_the_run_directory(tmp_path, redis_url, rclient, 
     stored = [json.loads(x) for x in rclient.lrange(prefix + "detections", 0, -1)]
     assert stored == detections[::-1]
     depth = stream_rows(run, "depth")
-    newest = [r for r in depth if r["ts"] == depth[-1]["ts"]]
+    newest = depth[-1]
     book = json.loads(rclient.get(prefix + "orderbook_btc"))
     assert book == {
-        "ts": iso(depth[-1]["ts"]),
-        "bids": [[r["price"], r["qty"]] for r in newest if r["side"] == "bid"],
-        "asks": [[r["price"], r["qty"]] for r in newest if r["side"] == "ask"],
+        "ts": iso(newest["ts"]),
+        "bids": [list(x) for x in zip(newest["bid_price"], newest["bid_qty"], strict=True)],
+        "asks": [list(x) for x in zip(newest["ask_price"], newest["ask_qty"], strict=True)],
     }
     history = [json.loads(x) for x in rclient.lrange(prefix + "trap_history", 0, -1)]
     assert history == labels[::-1]

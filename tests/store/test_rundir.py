@@ -37,6 +37,8 @@ def make_table(schema: pa.Schema, start: int, n: int) -> pa.Table:
             cols[f.name] = pa.array(i * 0.5, f.type)
         elif pa.types.is_integer(f.type):
             cols[f.name] = pa.array(i, f.type)
+        elif pa.types.is_list(f.type) and pa.types.is_floating(f.type.value_type):
+            cols[f.name] = pa.array([[k * 0.5] * (k % 3) for k in i], f.type)
         else:
             raise TypeError(f"no test data for column {f.name} of type {f.type}")
     return pa.table(cols, schema=schema)
@@ -49,7 +51,7 @@ def ids(table: pa.Table) -> list[int]:
 
 
 def part_files(run: Path, stream: str) -> list[str]:
-    return sorted(p.name for p in (run / PARTS_DIR / stream).glob("*.parquet"))
+    return sorted(p.name for p in (run / PARTS_DIR / stream).glob("*.arrow"))
 
 
 def test_schema_registry_covers_the_design_streams():
@@ -105,7 +107,7 @@ def test_ticks_keep_ns_utc_timestamps_and_values(tmp_path):
     assert got.equals(batch.to_arrow())
 
 
-def test_parquet_files_use_zstd_and_dictionary_for_symbol_and_regime(tmp_path):
+def test_parquet_files_use_zstd_dictionary_strings_delta_times_and_split_floats(tmp_path):
     with RunDir.create(tmp_path / "run") as run:
         run.append("ticks", make_table(TICKS, 0, 1000))
     meta = pq.ParquetFile(tmp_path / "run" / "ticks.parquet").metadata
@@ -115,6 +117,8 @@ def test_parquet_files_use_zstd_and_dictionary_for_symbol_and_regime(tmp_path):
     assert "RLE_DICTIONARY" in cols["symbol"].encodings
     assert "RLE_DICTIONARY" in cols["regime"].encodings
     assert "RLE_DICTIONARY" not in cols["price"].encodings
+    assert "BYTE_STREAM_SPLIT" in cols["price"].encodings
+    assert "DELTA_BINARY_PACKED" in cols["ts"].encodings
 
 
 def test_close_leaves_one_file_per_stream_and_no_parts(tmp_path):
@@ -202,7 +206,7 @@ def test_buffer_flushes_itself_at_flush_rows(tmp_path):
     run.append("ticks", make_table(TICKS, 0, 49))
     assert part_files(run.path, "ticks") == []
     run.append("ticks", make_table(TICKS, 49, 1))
-    assert part_files(run.path, "ticks") == ["part-000001.parquet"]
+    assert part_files(run.path, "ticks") == ["part-000001.arrow"]
     assert ids(read_stream(run.path, "ticks")) == list(range(50))
 
 
@@ -246,14 +250,14 @@ def test_full_parts_are_never_rewritten(tmp_path):
     run = RunDir.create(tmp_path / "run", flush_rows=20, merge_fanout=2)
     for k in range(6):
         run.append("ticks", make_table(TICKS, 20 * k, 20))  # each append flushes a full part
-    assert part_files(run.path, "ticks") == [f"part-{k:06d}.parquet" for k in range(1, 7)]
+    assert part_files(run.path, "ticks") == [f"part-{k:06d}.arrow" for k in range(1, 7)]
     # Small parts still merge among themselves, after the full ones.
     for k in range(4):
         run.append("ticks", make_table(TICKS, 120 + k, 1))
         run.flush()
     names = part_files(run.path, "ticks")
-    assert names[:6] == [f"part-{k:06d}.parquet" for k in range(1, 7)]
-    assert names[6:] == ["part-000007-000010.parquet"]
+    assert names[:6] == [f"part-{k:06d}.arrow" for k in range(1, 7)]
+    assert names[6:] == ["part-000007-000010.arrow"]
     assert ids(read_stream(run.path, "ticks")) == list(range(124))
 
 
@@ -284,13 +288,13 @@ def test_parts_left_by_a_crash_mid_merge_are_read_once(tmp_path):
     parts = run.path / PARTS_DIR / "ticks"
     run.append("ticks", make_table(TICKS, 0, 3))
     run.flush()
-    saved = (parts / "part-000001.parquet").read_bytes()
+    saved = (parts / "part-000001.arrow").read_bytes()
     run.append("ticks", make_table(TICKS, 3, 2))
     run.flush()
-    assert part_files(run.path, "ticks") == ["part-000001-000002.parquet"]
+    assert part_files(run.path, "ticks") == ["part-000001-000002.arrow"]
     # As if killed after the merged part replaced in but before the merged-away ones went.
-    (parts / "part-000001.parquet").write_bytes(saved)
-    (parts / "part-000003.parquet.tmp").write_bytes(b"half a parquet file")
+    (parts / "part-000001.arrow").write_bytes(saved)
+    (parts / "part-000003.arrow.tmp").write_bytes(b"half an arrow file")
     assert ids(read_stream(run.path, "ticks")) == list(range(5))
 
 

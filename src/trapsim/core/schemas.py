@@ -71,14 +71,15 @@ DEPTH = pa.schema(
     [
         ("ts", TS),
         ("symbol", pa.string()),
-        ("side", pa.string()),
-        ("level", pa.int16()),
-        ("price", pa.float64()),
-        ("qty", pa.float64()),
+        ("bid_price", pa.list_(pa.float64())),
+        ("bid_qty", pa.list_(pa.float64())),
+        ("ask_price", pa.list_(pa.float64())),
+        ("ask_qty", pa.list_(pa.float64())),
     ]
 )
-"""L2 depth snapshots, long format: per snapshot time, ``side`` ``bid`` or ``ask``, ``level``
-0 = best; ``price`` in quote currency, ``qty`` resting base units."""
+"""L2 depth snapshots, one row per snapshot: each list holds one value per price level,
+best first (element 0 = level 0); ``*_price`` in quote currency, ``*_qty`` resting base
+units. One row per snapshot keeps a 10-level book at 20× fewer rows than one row per level."""
 
 FUNDING = pa.schema(
     [("ts", TS), ("symbol", pa.string()), ("rate", pa.float64()), ("mark_price", pa.float64())]
@@ -180,19 +181,16 @@ class TickBatch:
 
     def to_arrow(self) -> pa.Table:
         """The batch as an Arrow table with the :data:`TICKS` schema."""
-        names = pa.array(self.regime_names, pa.string())
-        regime = pa.DictionaryArray.from_arrays(pa.array(self.regime, pa.int8()), names)
         return pa.table(
             {
                 "ts": pa.array(self.ts, pa.int64()).cast(TS),
-                "symbol": pa.DictionaryArray.from_arrays(
-                    np.zeros(len(self.ts), np.int8), pa.array([self.symbol])
-                ).cast(pa.string()),
+                "symbol": pa.repeat(pa.scalar(self.symbol), len(self.ts)),
                 "price": self.price,
                 "bid": self.bid,
                 "ask": self.ask,
                 "volume": self.volume,
-                "regime": regime.cast(pa.string()),
+                "regime": pa.array(self.regime_names, pa.string()).take(
+                    pa.array(self.regime, pa.int8())),
             },
             schema=TICKS,
         )

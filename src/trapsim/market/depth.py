@@ -157,8 +157,8 @@ class DepthModel:
         Returns
         -------
         pyarrow.Table
-            Schema :data:`~trapsim.core.schemas.DEPTH`: per snapshot, ``levels``
-            bid rows (level 0 = best) then ``levels`` ask rows.
+            Schema :data:`~trapsim.core.schemas.DEPTH`: one row per snapshot, its
+            lists ``levels`` long (level 0 = best).
         """
         if len(ts) == 0:
             return DEPTH.empty_table()
@@ -178,12 +178,34 @@ class DepthModel:
 def _table(symbol: str, ts: np.ndarray, px: np.ndarray, qty: np.ndarray,
            levels: int) -> pa.Table:
     n = len(ts)
-    side = np.tile(np.repeat(np.array([0, 1], np.int8), levels), n)
+    offsets = pa.array(np.arange(0, (n + 1) * levels, levels, dtype=np.int32))
+
+    def lists(values: np.ndarray) -> pa.ListArray:
+        return pa.ListArray.from_arrays(offsets, pa.array(values.ravel()))
+
     return pa.table({
-        "ts": pa.array(np.repeat(ts, 2 * levels), pa.int64()).cast(DEPTH.field("ts").type),
-        "symbol": pa.repeat(pa.scalar(symbol), len(side)),
-        "side": pa.array(["bid", "ask"]).take(side),
-        "level": pa.array(np.tile(np.arange(levels, dtype=np.int16), 2 * n)),
-        "price": pa.array(px.ravel()),
-        "qty": pa.array(qty.ravel()),
+        "ts": pa.array(ts, pa.int64()).cast(DEPTH.field("ts").type),
+        "symbol": pa.repeat(pa.scalar(symbol), n),
+        "bid_price": lists(px[:, :levels]), "bid_qty": lists(qty[:, :levels]),
+        "ask_price": lists(px[:, levels:]), "ask_qty": lists(qty[:, levels:]),
     }, schema=DEPTH)
+
+
+def newest_book(table: pa.Table) -> dict:
+    """The last snapshot of a :data:`~trapsim.core.schemas.DEPTH` table as a book.
+
+    Parameters
+    ----------
+    table : pyarrow.Table
+        Depth snapshots of one symbol, at least one row.
+
+    Returns
+    -------
+    dict
+        ``{"ts": int ns, "bids": [[price, qty], …], "asks": […]}``, best level first
+        (the shape of Binance's ``GET /api/v3/depth``).
+    """
+    row = table.slice(table.num_rows - 1).to_pylist()[0]
+    return {"ts": int(table["ts"].cast(pa.int64())[-1].as_py()),
+            **{f"{side}s": [list(lv) for lv in zip(row[f"{side}_price"], row[f"{side}_qty"],
+                                                   strict=True)] for side in ("bid", "ask")}}

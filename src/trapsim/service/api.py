@@ -32,6 +32,7 @@ from trapsim.scenarios.chaos import (
     StablecoinDepeg,
     VolatilitySpike,
 )
+from trapsim.service.dashboard import add_dashboard
 from trapsim.service.hub import Hub
 from trapsim.service.live import LiveState
 from trapsim.service.metrics import exposition
@@ -170,6 +171,10 @@ def create_app(served: Served) -> FastAPI:
                                 f"{', '.join(INTERVALS)}")
         return {"symbol": symbol, "interval": interval, "rows": rows}
 
+    @app.get("/api/v1/regimes/{symbol}", summary="The symbol's regime changes kept (5,000)")
+    def regimes(symbol: Symbol) -> dict:
+        return {"symbol": symbol, "changes": state.regime_changes(symbol)}
+
     @app.get("/api/v1/orderbook/{symbol}")
     def orderbook(symbol: Symbol) -> dict:
         book = state.books.get(symbol)
@@ -282,6 +287,7 @@ def create_app(served: Served) -> FastAPI:
         await socket.accept()
         await served.hub.serve(socket)
 
+    add_dashboard(app)
     return app
 
 

@@ -7,7 +7,9 @@ frames drained by its own sender task (DESIGN.md §6.4, after freqtrade's
 than ``send_timeout``, is closed with code 1008 (policy violation, "too slow"):
 it never slows the others and never grows the server's memory.
 
-Messages are JSON text frames ``{"channel", "symbol", "data": [rows]}``; requests
+Messages are JSON text frames ``{"channel", "symbol", "published_ns", "data": [rows]}``
+(``published_ns``: wall time, ns since the epoch, at which the run released the event;
+a client's receive time minus it is its delivery latency); requests
 are :class:`Request` objects, answered ``{"op": "subscribed" | "unsubscribed" |
 "pong" | "error", …}`` on the same socket.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import deque
 from typing import Literal
 
@@ -80,7 +83,8 @@ class Client:
             while self.queue and not self.closed:
                 frame = self.queue.popleft()
                 try:
-                    await asyncio.wait_for(self.ws.send_text(frame), self.send_timeout)
+                    async with asyncio.timeout(self.send_timeout):  # no task per send
+                        await self.ws.send_text(frame)
                 except TimeoutError:
                     await self.close(TOO_SLOW, "too slow: send timed out")
                     return
@@ -129,15 +133,17 @@ class Hub:
     def publish(self, channel: str, symbol: str | None, rows: list[dict]) -> None:
         """Send one message to every client that wants it (from any thread)."""
         if self.clients and rows and self.loop is not None:
-            self.loop.call_soon_threadsafe(self._dispatch, channel, symbol, rows)
+            self.loop.call_soon_threadsafe(self._dispatch, channel, symbol, rows, time.time_ns())
 
-    def _dispatch(self, channel: str, symbol: str | None, rows: list[dict]) -> None:
+    def _dispatch(self, channel: str, symbol: str | None, rows: list[dict],
+                  published: int) -> None:
         frame = None
         for client in list(self.clients):
             if (channel, symbol) in client.wants or (channel, None) in client.wants or (
                     symbol is None and any(c == channel for c, _ in client.wants)):
                 if frame is None:
-                    frame = orjson.dumps({"channel": channel, "symbol": symbol, "data": rows},
+                    frame = orjson.dumps({"channel": channel, "symbol": symbol,
+                                          "published_ns": published, "data": rows},
                                          option=orjson.OPT_SERIALIZE_NUMPY).decode()
                 if not client.closed and not client.offer(frame):
                     self.dropped += 1

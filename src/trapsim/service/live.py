@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from trapsim.core.schemas import TickBatch
 from trapsim.core.time import iso, iso_many
+from trapsim.market.depth import newest_book
 
 TICK_FIELDS = ("ts", "price", "bid", "ask", "volume")
 HISTORY_TICKS = 2 * 86_400
@@ -113,6 +114,7 @@ class LiveState:
         self.lock = threading.Lock()
         self.rings = {s: TickRing(history_ticks) for s in symbols}
         self.regime: dict[str, str] = {}
+        self.regime_log = {s: deque(maxlen=KEEP_ROWS) for s in symbols}  # regime changes
         self.bars: dict[tuple[str, str], deque] = {}  # candles by (symbol, interval)
         self.books: dict[str, dict] = {}
         self.label_log: deque[dict] = deque(maxlen=KEEP_ROWS)
@@ -126,8 +128,15 @@ class LiveState:
 
     # -- the sink ------------------------------------------------------------------
     def ticks(self, batch: TickBatch) -> None:
+        codes = batch.regime
+        changes = np.flatnonzero(codes[1:] != codes[:-1]) + 1
         with self.lock:
             self.rings[batch.symbol].append(batch)
+            if self.regime.get(batch.symbol) != batch.regime_names[int(codes[0])]:
+                changes = np.concatenate([[0], changes])
+            self.regime_log[batch.symbol].extend(
+                {"ts": iso(int(batch.ts[i])), "regime": batch.regime_names[int(codes[i])]}
+                for i in changes)
             self.regime[batch.symbol] = batch.regime_names[int(batch.regime[-1])]
             self.counts[batch.symbol] += len(batch)
             self.updated[batch.symbol] = time.monotonic()
@@ -165,20 +174,11 @@ class LiveState:
         self.publish("hf", None, [{"event": "hf_on", "ts": iso(ts), "trap_count": trap_count}])
 
     def depth(self, table: pa.Table) -> None:
-        cols = table.to_pydict()
-        cols["ts"] = iso_many(table["ts"].cast(pa.int64()).to_numpy())
-        books: dict[str, dict] = {}
-        for i, (ts, symbol) in enumerate(zip(cols["ts"], cols["symbol"], strict=True)):
-            book = books.get(symbol)
-            if book is None or book["ts"] != ts:  # a later snapshot replaces an earlier one
-                book = books[symbol] = {"ts": ts, "bids": [], "asks": []}
-            side = "bids" if cols["side"][i] == "bid" else "asks"
-            book[side].append([cols["price"][i], cols["qty"][i]])
-        out = {s: {**b, "symbol": s} for s, b in books.items()}
+        book = newest_book(table)
+        book = {**book, "ts": iso(book["ts"]), "symbol": table["symbol"][0].as_py()}
         with self.lock:
-            self.books.update(out)
-        for symbol, book in out.items():
-            self.publish("book", symbol, [book])
+            self.books[book["symbol"]] = book
+        self.publish("book", book["symbol"], [book])
 
     def detections(self, rows: list[dict]) -> None:
         out = [{**r, "detected_at": iso(r["detected_at"]), "start": iso(r["start"])}
@@ -215,6 +215,12 @@ class LiveState:
         with self.lock:
             cols = self.rings[symbol].columns()
         return cols if n is None else {f: c[-n:] for f, c in cols.items()}
+
+    def regime_changes(self, symbol: str) -> list[dict]:
+        """The last :data:`KEEP_ROWS` regime changes of ``symbol``: ``ts`` (ISO 8601) of the
+        first tick in a new regime and ``regime``, oldest first (the first tick's included)."""
+        with self.lock:
+            return list(self.regime_log[symbol])
 
     def candle_rows(self, symbol: str, interval: str) -> list[dict]:
         with self.lock:

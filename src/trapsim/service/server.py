@@ -100,6 +100,7 @@ def serve(cfg: RunConfig, out: Path, console: Console, out_console: Console,
     writes = "token" if token else ("open (--insecure-dev)" if insecure_dev else "off")
     console.print(f"serving http://{host}:{port}  (REST /api/v1, /chaos, WebSocket /ws, "
                   f"docs /docs; writes {writes})", highlight=False, soft_wrap=True)
+    console.print(f"dashboard http://{host}:{port}/dashboard", highlight=False, soft_wrap=True)
     if relay is not None:
         relay.start(runner, state, f"http://{host}:{port}")
         console.print(f"relaying every event to Redis channel {relay.keys.channel} "
@@ -154,6 +155,7 @@ def follow(url: str, prefix: str, console: Console, *, host: str, port: int,
     console.print(f"serving http://{host}:{port}  (read-only replica: REST /api/v1, /chaos, "
                   "WebSocket /ws, docs /docs; writes go to the primary)", highlight=False,
                   soft_wrap=True)
+    console.print(f"dashboard http://{host}:{port}/dashboard", highlight=False, soft_wrap=True)
     result: dict = {}
     asyncio.run(_main(_uvicorn(current), sock, replica.hub, replica.follow, replica.stop,
                       result))

@@ -121,6 +121,7 @@ from redis.retry import Retry
 from trapsim.core.errors import ConfigError, SinkError
 from trapsim.core.schemas import TickBatch
 from trapsim.core.time import DAY_NS, NS, iso
+from trapsim.market.depth import newest_book
 from trapsim.store.resilient import ResilientWriter
 
 HISTORY_CAP = 10_000
@@ -556,16 +557,8 @@ class RedisSink:
         if not table.num_rows:
             return
         symbol = table["symbol"][0].as_py()
-        ts = table["ts"].cast(pa.int64())
-        newest = pc.equal(ts, pc.max(ts))
-        last = table.filter(newest)
-        side = last["side"].cast(pa.string()).to_pylist()
-        rows = list(zip(last["price"].to_pylist(), last["qty"].to_pylist(), strict=True))
-        book = {
-            "ts": iso(pc.max(ts).as_py()),
-            "bids": [list(r) for r, s in zip(rows, side, strict=True) if s == "bid"],
-            "asks": [list(r) for r, s in zip(rows, side, strict=True) if s == "ask"],
-        }
+        book = newest_book(table)
+        book["ts"] = iso(book["ts"])
         self._writer.put(("book", symbol, _json(book)), key=f"book/{symbol}")
 
     def detections(self, rows: list[dict]) -> None:
