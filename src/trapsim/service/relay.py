@@ -26,7 +26,7 @@ Kinds (the :class:`~trapsim.store.base.Sink` call each one repeats) and ``data``
 ``ticks``          ``{"ts", "price", "bid", "ask", "volume", "regime"}`` columns of one
                    symbol (``regime``: codes into the metadata's ``regime_names``)
 ``candles``        completed candles, columns of :data:`~trapsim.core.schemas.CANDLES`
-``depth``          one L2 snapshot, columns of :data:`~trapsim.core.schemas.DEPTH`
+``depth``          L2 snapshots of one symbol, columns of :data:`~trapsim.core.schemas.DEPTH`
 ``labels``         trap and chaos labels at their end (label rows, ``params`` an object)
 ``hf_on``          ``{"ts", "trap_count", "state"}``: HF mode switched on (``state``: the
                    HF state after it, as ``live:state`` ``hf``)
@@ -75,7 +75,6 @@ metadata again, and replicas rebuild from what follows.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from datetime import UTC, datetime
@@ -97,8 +96,6 @@ from trapsim.store.resilient import ResilientWriter
 if TYPE_CHECKING:
     from trapsim.service.live import LiveState
     from trapsim.service.runner import Runner
-
-log = logging.getLogger("trapsim.relay")
 
 TICK_FIELDS = ("ts", "price", "bid", "ask", "volume", "regime")
 RECORD = np.dtype([("ts", "<i8"), ("price", "<f8"), ("bid", "<f8"), ("ask", "<f8"),

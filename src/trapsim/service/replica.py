@@ -37,6 +37,7 @@ from trapsim.service.hub import Hub
 from trapsim.service.live import LiveState
 from trapsim.service.relay import RECORD, TICK_FIELDS, LiveKeys, connect, where
 from trapsim.store.redis import SOCKET_TIMEOUT_S
+from trapsim.store.resilient import first_line
 
 log = logging.getLogger("trapsim.replica")
 
@@ -143,7 +144,7 @@ class Replica:
         try:
             self._sync()
         except redis.RedisError as exc:
-            raise ConfigError(f"cannot follow {self.source}: {_first_line(exc)}") from None
+            raise ConfigError(f"cannot follow {self.source}: {first_line(exc)}") from None
         except NoPrimary:
             raise ConfigError(f"no primary publishes under prefix {self.keys.prefix!r} at "
                               f"{self.source} (start one with `trapsim serve --redis URL "
@@ -169,7 +170,7 @@ class Replica:
                 if self.connected:
                     log.warning("%s: %s; serving the last state, reconnecting", self.source,
                                 "no primary under the prefix" if isinstance(exc, NoPrimary)
-                                else _first_line(exc))
+                                else first_line(exc))
                 self.connected = False
                 self._unsubscribe()
                 self._halt.wait(delay)
@@ -178,7 +179,8 @@ class Replica:
         self.client.close()
 
     def stop(self, reason: str = "stopped") -> None:
-        """Stop following (from any thread); :meth:`follow` returns within a poll."""
+        """Stop following (from any thread; ``reason`` is not used: the primary goes on);
+        :meth:`follow` returns within a poll."""
         self._halt.set()
 
     def _unsubscribe(self) -> None:
@@ -305,7 +307,3 @@ class Replica:
             self.control = data
         elif kind == "stopped":
             self.stopped = True
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -102,8 +102,8 @@ class Backend(Protocol):
         """Release connections."""
 
 
-def _first_line(exc: BaseException) -> str:
-    # Driver errors append SQL, parameters and links on further lines.
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's message (drivers append SQL, parameters, links)."""
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
@@ -180,9 +180,9 @@ class ResilientWriter:
             raise
         except Exception as exc:
             if not backend.is_transient(exc):
-                raise SinkError(f"cannot use {backend.name}: {_first_line(exc)}") from exc
+                raise SinkError(f"cannot use {backend.name}: {first_line(exc)}") from exc
             if not allow_offline:
-                raise SinkError(f"{backend.name} is unreachable: {_first_line(exc)}") from exc
+                raise SinkError(f"{backend.name} is unreachable: {first_line(exc)}") from exc
             with self._cond:
                 self._went_down(exc)
         self._thread = threading.Thread(
@@ -380,7 +380,7 @@ class ResilientWriter:
                 with self._cond:
                     self._went_down(exc)
                 log.debug(
-                    "%s: retry in %.1f s after: %s", self._backend.name, delay, _first_line(exc)
+                    "%s: retry in %.1f s after: %s", self._backend.name, delay, first_line(exc)
                 )
                 if self._abandon.wait(delay):
                     return False
@@ -398,7 +398,7 @@ class ResilientWriter:
             "%s unreachable (%s): the run continues; buffering up to %d entries and retrying"
             " with backoff",
             self._backend.name,
-            _first_line(exc),
+            first_line(exc),
             self._limit,
         )
         self._cond.notify_all()
