@@ -32,10 +32,13 @@ from trapsim.scenarios.chaos import (
     StablecoinDepeg,
     VolatilitySpike,
 )
+from trapsim.service.guard import document_errors
 from trapsim.service.hub import Hub
+from trapsim.service.ingest import add_ingest_routes
 from trapsim.service.live import LiveState
 from trapsim.service.metrics import exposition
 from trapsim.service.runner import Runner
+from trapsim.service.scenario_api import add_scenario_route
 
 CHAOS = {"price-shock": PriceShock, "gradual-divergence": GradualDivergence,
          "feed-disruption": FeedDisruption, "stablecoin-depeg": StablecoinDepeg,
@@ -273,6 +276,9 @@ def create_app(served: Served) -> FastAPI:
         await socket.accept()
         await served.hub.serve(socket)
 
+    add_ingest_routes(app, served, writer, symbol_of)
+    add_scenario_route(app, served, writer)
+    document_errors(app)
     return app
 
 

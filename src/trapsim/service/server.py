@@ -24,10 +24,12 @@ from rich.console import Console
 from trapsim.core.errors import ConfigError
 from trapsim.service.api import Access, Served, create_app
 from trapsim.service.config import RunConfig
+from trapsim.service.guard import BURST, MAX_BODY, RATE, Guard
 from trapsim.service.hub import Hub
 from trapsim.service.live import LiveState
 from trapsim.service.runner import Runner, print_report
 from trapsim.service.simulation import Simulation
+from trapsim.service.tickpush import TickPush
 from trapsim.store.base import Sink
 
 TOKEN_VARIABLE = "TRAPSIM_API_TOKEN"
@@ -65,33 +67,49 @@ def listen(host: str, port: int) -> socket.socket:
 def serve(cfg: RunConfig, out: Path, console: Console, out_console: Console,
           sinks: tuple[Sink, ...], run_id: str, sim: Simulation, *, host: str, port: int,
           insecure_dev: bool, cors_origin: list[str] | None, ws_queue_size: int = 1000,
-          ws_send_timeout: float = 2.0) -> dict:
+          ws_send_timeout: float = 2.0, rate_limit: float = RATE, rate_burst: int = BURST,
+          max_body_bytes: int = MAX_BODY, ws_port: int | None = None) -> dict:
     """Serve ``sim`` (made ``live``) until a signal; returns the run's report.
 
     Raises
     ------
     ConfigError
-        If the port cannot be bound.
+        If the port (or ``ws_port``) cannot be bound.
     """
     sock = listen(host, port)
+    push_sock = listen(host, ws_port) if ws_port is not None else None
     hub = Hub(cfg.symbols, ws_queue_size, ws_send_timeout)
-    state = LiveState(cfg.symbols, hub.publish, lambda: bool(hub.clients))
+    push = TickPush({s: cfg.specs[s].decimals for s in cfg.symbols}, ws_queue_size,
+                    ws_send_timeout, max_body_bytes) if ws_port is not None else None
+
+    def publish(channel: str, symbol: str | None, rows: list[dict]) -> None:
+        hub.publish(channel, symbol, rows)
+        if push is not None:
+            push.publish(channel, symbol, rows)
+
+    state = LiveState(cfg.symbols, publish,
+                      lambda: bool(hub.clients) or bool(push is not None and push.clients))
     runner = Runner(cfg, out, console, (*sinks, state), run_id, sim)
     token = os.environ.get(TOKEN_VARIABLE) or None
     app = create_app(Served(runner, state, hub, cfg.specs, Access(token, insecure_dev),
                             time.monotonic()))
+    app.add_middleware(Guard, rate=rate_limit, burst=rate_burst, max_body=max_body_bytes,
+                       token=token)
     if cors_origin:
         app.add_middleware(CORSMiddleware, allow_origins=cors_origin, allow_methods=["*"],
                            allow_headers=["Authorization", "Content-Type"])
     server = _Server(uvicorn.Config(app, log_level="warning", access_log=False,
-                                    ws_per_message_deflate=False, lifespan="off"))
+                                    ws_per_message_deflate=False, lifespan="off",
+                                    ws_max_size=max_body_bytes))
     console.print(f"run directory {out}  seed {cfg.seed}  run id {runner.run_id}",
                   highlight=False, soft_wrap=True)
     writes = "token" if token else ("open (--insecure-dev)" if insecure_dev else "off")
     console.print(f"serving http://{host}:{port}  (REST /api/v1, /chaos, WebSocket /ws, "
                   f"docs /docs; writes {writes})", highlight=False, soft_wrap=True)
+    if push is not None:
+        console.print(f"tick push ws://{host}:{ws_port}", highlight=False, soft_wrap=True)
     result: dict = {}
-    asyncio.run(_main(server, sock, runner, hub, result))
+    asyncio.run(_main(server, sock, runner, hub, result, push, push_sock))
     if "error" in result:
         raise result["error"]
     print_report(result["report"], out_console)
@@ -99,7 +117,8 @@ def serve(cfg: RunConfig, out: Path, console: Console, out_console: Console,
 
 
 async def _main(server: _Server, sock: socket.socket, runner: Runner, hub: Hub,
-                result: dict) -> None:
+                result: dict, push: TickPush | None = None,
+                push_sock: socket.socket | None = None) -> None:
     loop = asyncio.get_running_loop()
     hub.loop = loop
     stop = asyncio.Event()
@@ -122,11 +141,15 @@ async def _main(server: _Server, sock: socket.socket, runner: Runner, hub: Hub,
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started and not serving.done():
         await asyncio.sleep(0.005)
+    if push is not None:
+        await push.start(push_sock)
     thread = threading.Thread(target=work, name="trapsim-run", daemon=True)
     thread.start()
     await stop.wait()
     runner.stop(reason["name"] or "error")
     await asyncio.to_thread(thread.join)
     await asyncio.gather(*(c.close(1001, "server shutting down") for c in list(hub.clients)))
+    if push is not None:
+        await push.stop()
     server.should_exit = True
     await serving
