@@ -276,9 +276,9 @@ def create_app(served: Served) -> FastAPI:
         await socket.accept()
         await served.hub.serve(socket)
 
-    add_ingest_routes(app, served, writer, symbol_of)
+    add_ingest_routes(app, served, writer)
     add_scenario_route(app, served, writer)
-    document_errors(app)
+    document_errors(app, symbols)
     return app
 
 

@@ -3,7 +3,8 @@
 :class:`Guard` is ASGI middleware in front of the API. Every HTTP request and
 WebSocket handshake takes a token from its client's bucket (a token bucket:
 ``rate`` tokens a second, at most ``burst`` saved up); an empty bucket answers
-429 with ``Retry-After`` (whole seconds until a token is back). A client is the
+429 with ``Retry-After`` (whole seconds until a token is back). ``GET /health`` is
+not limited (probes poll it). A client is the
 holder of the API token (whatever its address) or else its IP address, so sending
 made-up tokens does not earn fresh buckets. A request body longer than
 ``max_body`` bytes answers 413: at once if its ``Content-Length`` says so, else as
@@ -28,6 +29,8 @@ BURST = 2000
 """Default requests a client may make at once after a quiet spell (`--rate-burst`)."""
 MAX_BODY = 1 << 20
 """Default largest request body and WebSocket message, bytes (`--max-body-bytes`)."""
+UNLIMITED = frozenset({"/health"})
+"""Paths never rate limited: liveness probes poll them."""
 MAX_CLIENTS = 10_000
 """Buckets kept; the least recently seen client is forgotten beyond this (it comes back
 with a full bucket)."""
@@ -104,7 +107,7 @@ class Guard:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        if self.buckets is not None:
+        if self.buckets is not None and scope["path"] not in UNLIMITED:
             wait = self.buckets.take(self._client(scope))
             if wait > 0:
                 await self._refuse(scope, send, 429, "too many requests: the limit is "
@@ -190,13 +193,14 @@ ERROR = {"title": "Error", "type": "object", "required": ["detail"], "properties
 """Schema of every 4xx body: ``{"detail": text}`` or FastAPI's validation error list."""
 
 
-def document_errors(app) -> None:
+def document_errors(app, symbols: tuple[str, ...]) -> None:
     """Make ``app``'s OpenAPI schema document the 4xx answers of every operation.
 
     Each operation gets a ``4XX`` response (401/403 for writes without the token, 404
     for an unknown symbol or id, 413 for a large body, 422 for bad input, 429 over the
     rate limit) whose body is :data:`ERROR`; a documented 422 gets the same body (an
-    endpoint's own checks answer a sentence, FastAPI's validation a list).
+    endpoint's own checks answer a sentence, FastAPI's validation a list). A ``symbol``
+    path parameter is documented as one of the run's ``symbols``.
     """
     build = app.openapi
 
@@ -210,6 +214,9 @@ def document_errors(app) -> None:
         body = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
         for item in schema.get("paths", {}).values():
             for operation in item.values():
+                for p in operation.get("parameters", ()):
+                    if p["name"] == "symbol" and p["in"] == "path":
+                        p["schema"]["enum"] = list(symbols)
                 responses = operation.setdefault("responses", {})
                 responses.setdefault("4XX", {"description": "Bad request (see detail)",
                                              "content": body})

@@ -22,8 +22,8 @@ from decimal import Decimal
 from typing import Annotated, Literal
 
 import numpy as np
-from fastapi import Depends, FastAPI, HTTPException, Query
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from fastapi import Depends, FastAPI, Query
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from trapsim.core.time import iso, iso_many, parse_ts
 
@@ -36,30 +36,32 @@ MAX_BATCH = 1_000
 
 
 class IngestTick(BaseModel):
-    """One external tick."""
+    """One external tick (its ``symbol`` is one of the run's: :func:`request_model`)."""
 
     model_config = ConfigDict(extra="forbid")
     symbol: str = Field(max_length=32, description="A symbol of the served run.")
-    ts: str = Field(max_length=64, description="Time of the tick, ISO 8601 (no offset: UTC).")
+    ts: str = Field(max_length=64, description="Time of the tick, ISO 8601 (no offset: UTC).",
+                    json_schema_extra={"format": "date-time"})
     price: Decimal = Field(gt=0, lt=10**12, decimal_places=12, description="Last price, "
                            "quote currency: a number or a decimal string.")
-    volume: float = Field(0.0, ge=0, lt=1e15, allow_inf_nan=False,
+    volume: float = Field(0.0, ge=0, lt=1e15, allow_inf_nan=False, strict=True,
                           description="Traded volume, base units.")
 
     @field_validator("ts")
     @classmethod
     def _iso(cls, text: str) -> str:
         try:
-            return iso(parse_ts(text))
+            return iso(parse_ts(text.upper()))  # RFC 3339 allows a lower-case t and z
         except (ValueError, OverflowError):
             raise ValueError(f"{text!r} is not an ISO 8601 time") from None
 
 
-class IngestRequest(BaseModel):
-    """The body of ``POST /ingest``."""
-
-    model_config = ConfigDict(extra="forbid")
-    ticks: list[IngestTick] = Field(min_length=1, max_length=MAX_BATCH)
+def request_model(symbols: tuple[str, ...]) -> type[BaseModel]:
+    """The body of ``POST /ingest`` for a run of ``symbols``: ``{"ticks": [IngestTick]}``."""
+    tick = create_model("IngestTick", __base__=IngestTick,
+                        symbol=(Literal[symbols], Field(description="A symbol of the run.")))
+    return create_model("IngestRequest", __config__=ConfigDict(extra="forbid"),
+                        ticks=(list[tick], Field(min_length=1, max_length=MAX_BATCH)))
 
 
 class IngestAccepted(BaseModel):
@@ -82,7 +84,7 @@ class IngestLog:
         self.rows: deque[dict] = deque(maxlen=capacity)
         self.lock = threading.Lock()
 
-    def add(self, ticks: list[IngestTick]) -> list[dict]:
+    def add(self, ticks: list) -> list[dict]:
         """Keep ``ticks``; returns them as rows (``price`` as the decimal text given)."""
         received = iso(time.time_ns() // 1000 * 1000)
         rows = [{"source": "ingested", "symbol": t.symbol, "ts": t.ts,
@@ -104,19 +106,16 @@ class IngestLog:
         return len(self.rows)
 
 
-def add_ingest_routes(app: FastAPI, served, writer, symbol_of) -> IngestLog:
+def add_ingest_routes(app: FastAPI, served, writer) -> IngestLog:
     """Add ``POST /ingest`` (needs ``writer``) and ``GET /recent`` to ``app``; returns the log
     the ingested ticks go to."""
     log = IngestLog()
     state, specs, symbols = served.state, served.specs, served.runner.cfg.symbols
+    body_model = request_model(symbols)
 
     @app.post("/ingest", dependencies=[Depends(writer)], summary="Record external ticks "
               "(kept apart from the simulated market; WebSocket channel `ingest`)")
-    def ingest(body: IngestRequest) -> IngestAccepted:
-        for i, tick in enumerate(body.ticks):
-            if tick.symbol not in symbols:
-                raise HTTPException(422, f"ticks[{i}].symbol: unknown symbol {tick.symbol!r}; "
-                                    f"the run has {', '.join(symbols)}")
+    def ingest(body: body_model) -> IngestAccepted:  # type: ignore[valid-type]
         rows = log.add(body.ticks)
         for symbol in dict.fromkeys(r["symbol"] for r in rows):
             served.hub.publish("ingest", symbol, [r for r in rows if r["symbol"] == symbol])
@@ -124,10 +123,9 @@ def add_ingest_routes(app: FastAPI, served, writer, symbol_of) -> IngestLog:
 
     @app.get("/recent", summary="The last n ticks, oldest first (the seed's ring buffer)")
     def recent(n: Annotated[int, Query(ge=1, le=MAX_RECENT)] = 50,
-               symbol: Annotated[str | None, Query(description="Default: every symbol")] = None,
+               symbol: Annotated[Literal[symbols] | None,  # type: ignore[valid-type]
+                                 Query(description="Default: every symbol")] = None,
                source: Literal["simulated", "ingested"] = "simulated") -> list[dict]:
-        if symbol is not None:
-            symbol_of(symbol)
         if source == "ingested":
             return log.recent(n, symbol)
         return _simulated(state, specs, (symbol,) if symbol else symbols, n)

@@ -11,6 +11,7 @@ and needs no token (a projection only).
 import hashlib
 from typing import Literal
 
+import numpy as np
 from fastapi import FastAPI, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
@@ -31,12 +32,15 @@ class ScenarioRequest(BaseModel):
     """The body of ``POST /scenario`` (the seed's ``text`` and ``steps``)."""
 
     model_config = ConfigDict(extra="forbid")
-    text: str = Field(min_length=1, max_length=2000, description="The narrative, e.g. "
-                      "'what if a major stablecoin loses its peg'.")
-    steps: int = Field(24, ge=1, le=MAX_HOURS * 60, description="Candles projected.")
+    text: str = Field(min_length=1, max_length=2000, description="The narrative.",
+                      examples=["what if a major stablecoin loses its peg",
+                                "a mild flash crash of ETH, then exchanges go offline"])
+    steps: int = Field(24, ge=1, le=MAX_HOURS * 60, strict=True,
+                       description="Candles projected.")
     interval: Literal[tuple(INTERVALS)] = Field(  # type: ignore[valid-type]
         "1h", description="Candle interval of the projection.")
-    start: bool = Field(False, description="Also start the phases now (needs the token).")
+    start: bool = Field(False, strict=True,
+                        description="Also start the phases now (needs the token).")
 
     @model_validator(mode="after")
     def _horizon(self):
@@ -71,19 +75,22 @@ def add_scenario_route(app: FastAPI, served, writer) -> None:
             except ConfigError as exc:
                 raise HTTPException(422, f"{where}: {exc}") from None
             phases.append(phase)
-        last = {s: state.recent(s, 1) for s in symbols}
+        # The run writes the symbols' ticks one after the other: project from the newest
+        # time every symbol has reached, each at its price then.
+        last = {s: state.recent(s) for s in symbols}
         if any(not len(c["ts"]) for c in last.values()):
             raise HTTPException(503, "no tick of every symbol yet to project from")
-        now = max(int(c["ts"][-1]) for c in last.values()) + NS
+        common = min(int(c["ts"][-1]) for c in last.values())
+        prices = {s: float(c["price"][np.searchsorted(c["ts"], common, "right") - 1])
+                  for s, c in last.items()}
+        now = common + NS
         step = INTERVALS[body.interval]
         seconds = (now // step * step + body.steps * step - now) // NS
         digest = hashlib.blake2b(f"{runner.cfg.seed}|{now}|{body.text}".encode(),
                                  digest_size=8).digest()
-        out = project(phases, symbols=symbols, prices={s: float(c["price"][-1])
-                                                       for s, c in last.items()},
-                      start_ts=now, seconds=int(seconds), interval_ns=step,
-                      seed=int.from_bytes(digest) >> 1, volatility=runner.cfg.volatility,
-                      btc_params=runner.cfg.market)
+        out = project(phases, symbols=symbols, prices=prices, start_ts=now,
+                      seconds=int(seconds), interval_ns=step, seed=int.from_bytes(digest) >> 1,
+                      volatility=runner.cfg.volatility, btc_params=runner.cfg.market)
         started = []
         if body.start:
             started = [{"scenario_id": runner.start_scenario(p), "type": p.type,
