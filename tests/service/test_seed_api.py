@@ -196,6 +196,7 @@ def test_a_started_narrative_runs_as_chaos_phases(server):
     ({"text": "a 50% crash"}, "exceeds max_deviation 25%"),
     ({"text": "volatility 500x"}, "volatility_multiplier"),
     ({"text": "a crash", "steps": 100}, "72 hours"),
+    ({"text": ". ".join(["a crash"] * 9)}, "describes 9 phases; at most 8"),
     ({"text": "a crash", "interval": "2h"}, "interval"),
     ({"text": ""}, "at least 1 character"),
     ({"text": "a crash", "when": "now"}, "Extra inputs are not permitted"),

@@ -45,20 +45,17 @@ class TokenBuckets:
         Tokens added per second (> 0).
     burst : int
         Bucket size (≥ 1); a new client starts full.
-    clock : callable, default :func:`time.monotonic`
-        Seconds.
     """
 
-    def __init__(self, rate: float, burst: int, clock=time.monotonic) -> None:
+    def __init__(self, rate: float, burst: int) -> None:
         self.rate = rate
         self.burst = burst
-        self.clock = clock
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
 
     def take(self, key: str) -> float:
         """Take a token for ``key``; returns 0 if there was one, else the seconds until
         there is."""
-        now = self.clock()
+        now = time.monotonic()
         tokens, then = self._buckets.pop(key, (float(self.burst), now))
         tokens = min(float(self.burst), tokens + (now - then) * self.rate)
         wait = 0.0

@@ -25,6 +25,8 @@ from trapsim.scenarios.projection import project
 
 MAX_HOURS = 72
 """Longest projection (``steps`` × ``interval``), hours."""
+MAX_PHASES = 8
+"""Most phases one narrative may describe (each is applied to every projected tick)."""
 PHASE = TypeAdapter(Phase)
 
 
@@ -64,6 +66,9 @@ def add_scenario_route(app: FastAPI, served, writer) -> None:
             known = "; ".join(f"{rule}: {', '.join(words)}" for rule, words in KEYWORDS.items())
             raise HTTPException(422, f"no scenario rule matched the text; known keywords "
                                 f"(word starts) — {known}")
+        if len(fired) > MAX_PHASES:
+            raise HTTPException(422, f"the text describes {len(fired)} phases; at most "
+                                f"{MAX_PHASES}")
         phases = []
         for i, f in enumerate(fired):
             where = f"rule {f.rule} (keyword {f.keyword!r})"

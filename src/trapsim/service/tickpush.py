@@ -74,7 +74,6 @@ class TickPush:
         self.max_message = max_message
         self.clients: set[Client] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.dropped = 0
         self._server = None
 
     async def start(self, sock) -> None:
@@ -102,7 +101,6 @@ class TickPush:
             if client.closed:
                 continue
             if not all(client.offer(f) for f in frames):
-                self.dropped += 1
                 self.clients.discard(client)
                 asyncio.ensure_future(client.close(TOO_SLOW, "too slow: queue full"))
 
