@@ -360,6 +360,19 @@ def _serve_options(
         "(`trapsim serve --redis URL`), without simulating: same REST and WebSocket, writes "
         "answer 409. Takes only the Server options, --redis-prefix and --settings.",
         rich_help_panel="Server")] = None,
+    rate_limit: Annotated[float, typer.Option(
+        min=0, help="Requests a second per client (the token's holder, else the IP address); "
+        "over it: 429 with Retry-After. 0: no limit.", rich_help_panel="Server")] = 1000.0,
+    rate_burst: Annotated[int, typer.Option(
+        min=1, help="Requests a client may make at once after a quiet spell.",
+        rich_help_panel="Server")] = 2000,
+    max_body_bytes: Annotated[int, typer.Option(
+        min=1, help="Largest request body (413 beyond) and WebSocket message, bytes.",
+        rich_help_panel="Server")] = 1 << 20,
+    ws_port: Annotated[int | None, typer.Option(
+        min=1, max=65535, help="Also push every tick to every client of a plain WebSocket "
+        "server on this port (the Micro Trading Bot's feed, e.g. 8765); default off.",
+        rich_help_panel="Server")] = None,
 ) -> None:
     """The server's own options (a signature only: ``serve`` takes these and run's)."""
 

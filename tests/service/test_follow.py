@@ -204,6 +204,11 @@ def test_writes_on_the_replica_are_refused_naming_the_primary(pair):
     assert "read-only replica" in r.json()["detail"] and primary.url in r.json()["detail"]
     r = httpx.delete(f"{replica.url}/chaos/stop-scenario/live-1", headers=AUTH)
     assert r.status_code == 409 and "primary" in r.json()["detail"]
+    tick = {"symbol": "BTC-USD", "ts": "2025-01-06T00:00:00Z", "price": "1.5"}
+    r = replica.post("/ingest", json={"ticks": [tick]}, headers=AUTH)
+    assert r.status_code == 409 and "primary" in r.json()["detail"]
+    r = replica.post("/scenario", json={"text": "a major stablecoin loses its peg"})
+    assert r.status_code == 409 and "primary" in r.json()["detail"]
     assert primary.get("/debug/scenario-timeline").json()["scenarios"] == before
 
 

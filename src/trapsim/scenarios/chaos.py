@@ -127,8 +127,8 @@ class MarketCrash(FrozenModel):
     crash_duration_minutes: float = Field(240.0, gt=0)
     symbols: tuple[str, ...] = ("BTC-USD", "ETH-USD", "BTC-ETH")
     correlation_increase: float = Field(0.95, ge=0, le=1)
-    volume_spike_multiplier: float = Field(5.0, ge=1)
-    volatility_multiplier: float = Field(3.0, ge=1)
+    volume_spike_multiplier: float = Field(5.0, ge=1, le=100)
+    volatility_multiplier: float = Field(3.0, ge=1, le=100)
     recovery_pattern: Literal["v_shape", "slow_bounce", "none"] = "slow_bounce"
 
 
@@ -152,8 +152,8 @@ class StablecoinDepeg(FrozenModel):
     pattern: Literal["crisis", "gradual_linear"] = "crisis"
     recovery_hours: float = Field(60.0, ge=0, description="Time for all but e^-4 (1.8 %) "
                                   "of the deviation to go, hours.")
-    volatility_increase: float = Field(10.0, ge=1, description="Multiplier of the peg's "
-                                       "noise at the trough.")
+    volatility_increase: float = Field(10.0, ge=1, le=100, description="Multiplier of the "
+                                       "peg's noise at the trough.")
 
 
 class GradualDivergence(FrozenModel):

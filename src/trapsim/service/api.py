@@ -33,11 +33,14 @@ from trapsim.scenarios.chaos import (
     VolatilitySpike,
 )
 from trapsim.service.dashboard import add_dashboard
+from trapsim.service.guard import document_errors
 from trapsim.service.hub import Hub
+from trapsim.service.ingest import add_ingest_routes
 from trapsim.service.live import LiveState
 from trapsim.service.metrics import exposition
 from trapsim.service.replica import Replica
 from trapsim.service.runner import Runner
+from trapsim.service.scenario_api import add_scenario_route
 
 CHAOS = {"price-shock": PriceShock, "gradual-divergence": GradualDivergence,
          "feed-disruption": FeedDisruption, "stablecoin-depeg": StablecoinDepeg,
@@ -288,6 +291,9 @@ def create_app(served: Served) -> FastAPI:
         await served.hub.serve(socket)
 
     add_dashboard(app)
+    add_ingest_routes(app, served, writer)
+    add_scenario_route(app, served, writer)
+    document_errors(app, symbols)
     return app
 
 

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from trapsim.market.ohlcv import INTERVALS
 
 CHANNELS = ("ticks", "book", "traps", "detections", "hf", "chaos", "alerts", "funding", "status",
-            *(f"candles:{i}" for i in INTERVALS))
+            *(f"candles:{i}" for i in INTERVALS), "ingest")
 """Channels a client can subscribe to."""
 TOO_SLOW = 1008
 """Close code of a client that does not keep up (RFC 6455 policy violation)."""

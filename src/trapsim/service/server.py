@@ -29,12 +29,14 @@ from rich.console import Console
 from trapsim.core.errors import ConfigError
 from trapsim.service.api import Access, Served, create_app
 from trapsim.service.config import RunConfig
+from trapsim.service.guard import BURST, MAX_BODY, RATE, Guard
 from trapsim.service.hub import Hub
 from trapsim.service.live import LiveState
 from trapsim.service.relay import Relay
 from trapsim.service.replica import Replica
 from trapsim.service.runner import Runner, print_report
 from trapsim.service.simulation import Simulation
+from trapsim.service.tickpush import TickPush
 from trapsim.store.base import Sink
 
 TOKEN_VARIABLE = "TRAPSIM_API_TOKEN"
@@ -72,8 +74,9 @@ def listen(host: str, port: int) -> socket.socket:
 def serve(cfg: RunConfig, out: Path, console: Console, out_console: Console,
           sinks: tuple[Sink, ...], run_id: str, sim: Simulation, *, host: str, port: int,
           insecure_dev: bool, cors_origin: list[str] | None, ws_queue_size: int = 1000,
-          ws_send_timeout: float = 2.0, redis_url: str | None = None,
-          redis_prefix: str = "sim_") -> dict:
+          ws_send_timeout: float = 2.0, rate_limit: float = RATE, rate_burst: int = BURST,
+          max_body_bytes: int = MAX_BODY, ws_port: int | None = None,
+          redis_url: str | None = None, redis_prefix: str = "sim_") -> dict:
     """Serve ``sim`` (made ``live``) until a signal; returns the run's report.
 
     With ``redis_url``, every event also goes to Redis pub/sub under ``redis_prefix``
@@ -82,25 +85,38 @@ def serve(cfg: RunConfig, out: Path, console: Console, out_console: Console,
     Raises
     ------
     ConfigError
-        If the port cannot be bound.
+        If the port (or ``ws_port``) cannot be bound.
     """
     sock = listen(host, port)
+    push_sock = listen(host, ws_port) if ws_port is not None else None
     hub = Hub(cfg.symbols, ws_queue_size, ws_send_timeout)
-    state = LiveState(cfg.symbols, hub.publish, lambda: bool(hub.clients))
+    push = TickPush({s: cfg.specs[s].decimals for s in cfg.symbols}, ws_queue_size,
+                    ws_send_timeout, max_body_bytes) if ws_port is not None else None
+
+    def publish(channel: str, symbol: str | None, rows: list[dict]) -> None:
+        hub.publish(channel, symbol, rows)
+        if push is not None:
+            push.publish(channel, symbol, rows)
+
+    state = LiveState(cfg.symbols, publish,
+                      lambda: bool(hub.clients) or bool(push is not None and push.clients))
     relay = Relay(redis_url, prefix=redis_prefix, run_id=run_id,
                   paced=cfg.sleep > 0) if redis_url else None
     runner = Runner(cfg, out, console, (*sinks, state, *filter(None, [relay])), run_id, sim)
     token = os.environ.get(TOKEN_VARIABLE) or None
-    app = _with_cors(create_app(Served(runner, state, hub, cfg.specs,
-                                       Access(token, insecure_dev), time.monotonic())),
-                     cors_origin)
-    server = _uvicorn(app)
+    guard = {"rate": rate_limit, "burst": rate_burst, "max_body": max_body_bytes, "token": token}
+    app = _guarded(create_app(Served(runner, state, hub, cfg.specs,
+                                     Access(token, insecure_dev), time.monotonic())),
+                   cors_origin, guard)
+    server = _uvicorn(app, max_body_bytes)
     console.print(f"run directory {out}  seed {cfg.seed}  run id {runner.run_id}",
                   highlight=False, soft_wrap=True)
     writes = "token" if token else ("open (--insecure-dev)" if insecure_dev else "off")
     console.print(f"serving http://{host}:{port}  (REST /api/v1, /chaos, WebSocket /ws, "
                   f"docs /docs; writes {writes})", highlight=False, soft_wrap=True)
     console.print(f"dashboard http://{host}:{port}/dashboard", highlight=False, soft_wrap=True)
+    if push is not None:
+        console.print(f"tick push ws://{host}:{ws_port}", highlight=False, soft_wrap=True)
     if relay is not None:
         relay.start(runner, state, f"http://{host}:{port}")
         console.print(f"relaying every event to Redis channel {relay.keys.channel} "
@@ -108,7 +124,7 @@ def serve(cfg: RunConfig, out: Path, console: Console, out_console: Console,
     result: dict = {}
     try:
         asyncio.run(_main(server, sock, hub, lambda: result.update(report=runner.run()),
-                          runner.stop, result))
+                          runner.stop, result, push, push_sock))
     finally:
         if relay is not None:
             relay.stop()
@@ -120,7 +136,8 @@ def serve(cfg: RunConfig, out: Path, console: Console, out_console: Console,
 
 def follow(url: str, prefix: str, console: Console, *, host: str, port: int,
            insecure_dev: bool, cors_origin: list[str] | None, ws_queue_size: int = 1000,
-           ws_send_timeout: float = 2.0) -> None:
+           ws_send_timeout: float = 2.0, rate_limit: float = RATE, rate_burst: int = BURST,
+           max_body_bytes: int = MAX_BODY, ws_port: int | None = None) -> None:
     """Serve, read-only, the run a primary publishes to Redis under ``prefix``, until a
     signal (``trapsim serve --follow URL``): the same REST and WebSocket answers,
     without simulating; writes answer 409. ``insecure_dev`` changes nothing here.
@@ -128,18 +145,22 @@ def follow(url: str, prefix: str, console: Console, *, host: str, port: int,
     Raises
     ------
     ConfigError
-        If the port cannot be bound, the URL is malformed, Redis is unreachable, or no
-        primary publishes under ``prefix``.
+        If the port cannot be bound, the URL is malformed, Redis is unreachable, no
+        primary publishes under ``prefix``, or ``ws_port`` is given (the primary pushes).
     """
+    if ws_port is not None:
+        raise ConfigError("--ws-port is the primary's tick push; a --follow replica serves "
+                          "REST and /ws only")
     sock = listen(host, port)
     token = os.environ.get(TOKEN_VARIABLE) or None
+    guard = {"rate": rate_limit, "burst": rate_burst, "max_body": max_body_bytes, "token": token}
     started = time.monotonic()
     current = _Current()
 
     def serve_state(state: LiveState) -> None:
-        current.app = _with_cors(create_app(Served(
+        current.app = _guarded(create_app(Served(
             replica, state, replica.hub, replica.specs, Access(token, insecure_dev), started)),
-            cors_origin)
+            cors_origin, guard)
 
     try:
         replica = Replica(url, prefix, serve_state, ws_queue_size=ws_queue_size,
@@ -157,8 +178,8 @@ def follow(url: str, prefix: str, console: Console, *, host: str, port: int,
                   soft_wrap=True)
     console.print(f"dashboard http://{host}:{port}/dashboard", highlight=False, soft_wrap=True)
     result: dict = {}
-    asyncio.run(_main(_uvicorn(current), sock, replica.hub, replica.follow, replica.stop,
-                      result))
+    asyncio.run(_main(_uvicorn(current, max_body_bytes), sock, replica.hub, replica.follow,
+                      replica.stop, result))
     if "error" in result:
         raise result["error"]
 
@@ -172,20 +193,24 @@ class _Current:
         await self.app(scope, receive, send)
 
 
-def _with_cors(app, cors_origin: list[str] | None):
+def _guarded(app, cors_origin: list[str] | None, guard: dict):
+    """``app`` behind the request guards (rate limit, body size) and CORS, if asked."""
+    app.add_middleware(Guard, **guard)
     if cors_origin:
         app.add_middleware(CORSMiddleware, allow_origins=cors_origin, allow_methods=["*"],
                            allow_headers=["Authorization", "Content-Type"])
     return app
 
 
-def _uvicorn(app) -> _Server:
+def _uvicorn(app, max_body_bytes: int) -> _Server:
     return _Server(uvicorn.Config(app, log_level="warning", access_log=False,
-                                  ws_per_message_deflate=False, lifespan="off"))
+                                  ws_per_message_deflate=False, lifespan="off",
+                                  ws_max_size=max_body_bytes))
 
 
 async def _main(server: _Server, sock: socket.socket, hub: Hub, work: Callable[[], None],
-                halt: Callable[[str], None], result: dict) -> None:
+                halt: Callable[[str], None], result: dict, push: TickPush | None = None,
+                push_sock: socket.socket | None = None) -> None:
     """Serve on ``sock`` while ``work`` runs in a thread, until a signal: then ``halt(reason)``
     it, wait for it, close the WebSocket clients (1001) and stop; an error of ``work`` goes
     to ``result["error"]`` and stops the server."""
@@ -211,11 +236,15 @@ async def _main(server: _Server, sock: socket.socket, hub: Hub, work: Callable[[
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started and not serving.done():
         await asyncio.sleep(0.005)
+    if push is not None:
+        await push.start(push_sock)
     thread = threading.Thread(target=run, name="trapsim-run", daemon=True)
     thread.start()
     await stop.wait()
     halt(reason["name"] or "error")
     await asyncio.to_thread(thread.join)
     await asyncio.gather(*(c.close(1001, "server shutting down") for c in list(hub.clients)))
+    if push is not None:
+        await push.stop()
     server.should_exit = True
     await serving
