@@ -39,9 +39,11 @@ class Server:
         if token:
             env["TRAPSIM_API_TOKEN"] = token
         self.out = tmp_path / f"run{self.port}"
+        # gRPC only when a test asks for it: its default port cannot serve every test at once.
+        rpc = () if "--grpc-port" in map(str, args) else ("--grpc-port", "0")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "trapsim", "serve", "--port", str(self.port), "--out",
-             str(self.out), "--seed", "4", *map(str, args)],
+             str(self.out), "--seed", "4", *rpc, *map(str, args)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         deadline = time.monotonic() + 60
         while True:

@@ -3,7 +3,7 @@
 The server binds its port before anything else (a port in use is a clear error,
 exit 2, and no run directory is made), starts the run once it listens, and on
 SIGTERM or SIGINT stops the run (everything released is flushed, the report
-printed), closes the WebSocket clients with code 1001 and exits.
+printed), closes the WebSocket clients with code 1001, ends the gRPC streams and exits.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from trapsim.service.api import Access, Served, create_app
 from trapsim.service.config import RunConfig
 from trapsim.service.hub import Hub
 from trapsim.service.live import LiveState
+from trapsim.service.rpc.server import RpcServer
 from trapsim.service.runner import Runner, print_report
 from trapsim.service.simulation import Simulation
 from trapsim.store.base import Sink
@@ -65,17 +66,28 @@ def listen(host: str, port: int) -> socket.socket:
 def serve(cfg: RunConfig, out: Path, console: Console, out_console: Console,
           sinks: tuple[Sink, ...], run_id: str, sim: Simulation, *, host: str, port: int,
           insecure_dev: bool, cors_origin: list[str] | None, ws_queue_size: int = 1000,
-          ws_send_timeout: float = 2.0) -> dict:
+          ws_send_timeout: float = 2.0, grpc_port: int = 0, grpc_queue_size: int = 10_000,
+          ) -> dict:
     """Serve ``sim`` (made ``live``) until a signal; returns the run's report.
 
     Raises
     ------
     ConfigError
-        If the port cannot be bound.
+        If the port (or the gRPC port, unless 0) cannot be bound.
     """
     sock = listen(host, port)
+    rpc = None
+    if grpc_port:
+        rpc = RpcServer(host, grpc_port, cfg.specs, grpc_queue_size)
     hub = Hub(cfg.symbols, ws_queue_size, ws_send_timeout)
-    state = LiveState(cfg.symbols, hub.publish, lambda: bool(hub.clients))
+
+    def publish(channel: str, symbol: str | None, rows: list[dict]) -> None:
+        hub.publish(channel, symbol, rows)
+        if rpc is not None:
+            rpc.feed.publish(channel, symbol, rows)
+
+    state = LiveState(cfg.symbols, publish,
+                      lambda: bool(hub.clients) or (rpc is not None and rpc.feed.listening()))
     runner = Runner(cfg, out, console, (*sinks, state), run_id, sim)
     token = os.environ.get(TOKEN_VARIABLE) or None
     app = create_app(Served(runner, state, hub, cfg.specs, Access(token, insecure_dev),
@@ -90,8 +102,16 @@ def serve(cfg: RunConfig, out: Path, console: Console, out_console: Console,
     writes = "token" if token else ("open (--insecure-dev)" if insecure_dev else "off")
     console.print(f"serving http://{host}:{port}  (REST /api/v1, /chaos, WebSocket /ws, "
                   f"docs /docs; writes {writes})", highlight=False, soft_wrap=True)
+    if rpc is not None:
+        rpc.start(state)
+        console.print(f"serving gRPC {rpc.address}  (trapsim.v1.PriceFeedService, "
+                      "trapsim.v1.HistoricalDataService)", highlight=False, soft_wrap=True)
     result: dict = {}
-    asyncio.run(_main(server, sock, runner, hub, result))
+    try:
+        asyncio.run(_main(server, sock, runner, hub, result))
+    finally:
+        if rpc is not None:
+            rpc.stop()
     if "error" in result:
         raise result["error"]
     print_report(result["report"], out_console)
