@@ -45,7 +45,7 @@ class Server:
             [sys.executable, "-m", "trapsim", "serve", "--port", str(self.port), "--out",
              str(self.out), "--seed", "4", *rpc, *map(str, args)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120  # a first start compiles the market (numba)
         while True:
             try:
                 if httpx.get(self.url + "/health").json()["market_time"]:
@@ -53,6 +53,7 @@ class Server:
             except httpx.TransportError:
                 pass
             if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.proc.kill()  # still running: what it wrote can only be read once it ends
                 raise AssertionError(f"server did not start: {self.proc.communicate()}")
             time.sleep(0.05)
 
