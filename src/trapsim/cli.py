@@ -352,6 +352,12 @@ def _serve_options(
     ws_send_timeout: Annotated[float, typer.Option(
         min=0.001, help="Seconds one WebSocket send may take before the client is dropped.",
         rich_help_panel="Server")] = 2.0,
+    grpc_port: Annotated[int, typer.Option(
+        min=0, max=65535, help="Port of the gRPC services (trapsim.v1.PriceFeedService, "
+        "HistoricalDataService); 0 turns gRPC off.", rich_help_panel="Server")] = 50053,
+    grpc_queue_size: Annotated[int, typer.Option(
+        min=1, help="Price updates a gRPC SubscribePrices stream may have waiting before it is "
+        "ended with RESOURCE_EXHAUSTED.", rich_help_panel="Server")] = 10_000,
     cors_origin: Annotated[list[str] | None, typer.Option(
         metavar="ORIGIN", help="Allow browser calls from this origin (repeat for several; "
         "default none).", rich_help_panel="Server")] = None,

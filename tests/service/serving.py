@@ -39,12 +39,14 @@ class Server:
         if token:
             env["TRAPSIM_API_TOKEN"] = token
         self.out = tmp_path / f"run{self.port}"
+        # gRPC only when a test asks for it: its default port cannot serve every test at once.
+        rpc = () if "--grpc-port" in map(str, args) else ("--grpc-port", "0")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "trapsim", "serve", "--port", str(self.port),
              *(("--follow", follow) if follow else ("--out", str(self.out), "--seed", "4")),
-             *map(str, args)],
+             *rpc, *map(str, args)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120  # a first start compiles the market (numba)
         while True:
             try:
                 if httpx.get(self.url + "/health").json()["market_time"]:
@@ -52,6 +54,7 @@ class Server:
             except httpx.TransportError:
                 pass
             if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.proc.kill()  # still running: what it wrote can only be read once it ends
                 raise AssertionError(f"server did not start: {self.proc.communicate()}")
             time.sleep(0.05)
 

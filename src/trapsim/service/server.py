@@ -3,7 +3,7 @@
 The server binds its port before anything else (a port in use is a clear error,
 exit 2, and no run directory is made), starts the run once it listens, and on
 SIGTERM or SIGINT stops the run (everything released is flushed, the report
-printed), closes the WebSocket clients with code 1001 and exits.
+printed), closes the WebSocket clients with code 1001, ends the gRPC streams and exits.
 
 With ``--redis`` every event also goes to Redis pub/sub (:mod:`trapsim.service.relay`);
 ``trapsim serve --follow URL`` (:func:`follow`) serves a replica from there, without
@@ -34,6 +34,7 @@ from trapsim.service.hub import Hub
 from trapsim.service.live import LiveState
 from trapsim.service.relay import Relay
 from trapsim.service.replica import Replica
+from trapsim.service.rpc.server import RpcServer
 from trapsim.service.runner import Runner, print_report
 from trapsim.service.simulation import Simulation
 from trapsim.service.tickpush import TickPush
@@ -66,6 +67,9 @@ def listen(host: str, port: int) -> socket.socket:
     except OSError as err:
         sock.close()
         raise ConfigError(f"cannot listen on {host}:{port}: {err.strerror}") from None
+    # Accepted connections inherit it: without, a response written in two parts waits for
+    # the client's delayed ACK (about 40 ms a request).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.listen(2048)
     sock.setblocking(False)
     return sock
@@ -75,8 +79,9 @@ def serve(cfg: RunConfig, out: Path, console: Console, out_console: Console,
           sinks: tuple[Sink, ...], run_id: str, sim: Simulation, *, host: str, port: int,
           insecure_dev: bool, cors_origin: list[str] | None, ws_queue_size: int = 1000,
           ws_send_timeout: float = 2.0, rate_limit: float = RATE, rate_burst: int = BURST,
-          max_body_bytes: int = MAX_BODY, ws_port: int | None = None,
-          redis_url: str | None = None, redis_prefix: str = "sim_") -> dict:
+          max_body_bytes: int = MAX_BODY, ws_port: int | None = None, grpc_port: int = 0,
+          grpc_queue_size: int = 10_000, redis_url: str | None = None,
+          redis_prefix: str = "sim_") -> dict:
     """Serve ``sim`` (made ``live``) until a signal; returns the run's report.
 
     With ``redis_url``, every event also goes to Redis pub/sub under ``redis_prefix``
@@ -85,10 +90,11 @@ def serve(cfg: RunConfig, out: Path, console: Console, out_console: Console,
     Raises
     ------
     ConfigError
-        If the port (or ``ws_port``) cannot be bound.
+        If the port (or ``ws_port``, or the gRPC port unless 0) cannot be bound.
     """
     sock = listen(host, port)
     push_sock = listen(host, ws_port) if ws_port is not None else None
+    rpc = RpcServer(host, grpc_port, cfg.specs, grpc_queue_size) if grpc_port else None
     hub = Hub(cfg.symbols, ws_queue_size, ws_send_timeout)
     push = TickPush({s: cfg.specs[s].decimals for s in cfg.symbols}, ws_queue_size,
                     ws_send_timeout, max_body_bytes) if ws_port is not None else None
@@ -97,9 +103,12 @@ def serve(cfg: RunConfig, out: Path, console: Console, out_console: Console,
         hub.publish(channel, symbol, rows)
         if push is not None:
             push.publish(channel, symbol, rows)
+        if rpc is not None:
+            rpc.feed.publish(channel, symbol, rows)
 
     state = LiveState(cfg.symbols, publish,
-                      lambda: bool(hub.clients) or bool(push is not None and push.clients))
+                      lambda: bool(hub.clients) or bool(push is not None and push.clients)
+                      or (rpc is not None and rpc.feed.listening()))
     relay = Relay(redis_url, prefix=redis_prefix, run_id=run_id,
                   paced=cfg.sleep > 0) if redis_url else None
     runner = Runner(cfg, out, console, (*sinks, state, *filter(None, [relay])), run_id, sim)
@@ -117,6 +126,10 @@ def serve(cfg: RunConfig, out: Path, console: Console, out_console: Console,
     console.print(f"dashboard http://{host}:{port}/dashboard", highlight=False, soft_wrap=True)
     if push is not None:
         console.print(f"tick push ws://{host}:{ws_port}", highlight=False, soft_wrap=True)
+    if rpc is not None:
+        rpc.start(state)
+        console.print(f"serving gRPC {rpc.address}  (trapsim.v1.PriceFeedService, "
+                      "trapsim.v1.HistoricalDataService)", highlight=False, soft_wrap=True)
     if relay is not None:
         relay.start(runner, state, f"http://{host}:{port}")
         console.print(f"relaying every event to Redis channel {relay.keys.channel} "
@@ -126,6 +139,8 @@ def serve(cfg: RunConfig, out: Path, console: Console, out_console: Console,
         asyncio.run(_main(server, sock, hub, lambda: result.update(report=runner.run()),
                           runner.stop, result, push, push_sock))
     finally:
+        if rpc is not None:
+            rpc.stop()
         if relay is not None:
             relay.stop()
     if "error" in result:
@@ -137,10 +152,12 @@ def serve(cfg: RunConfig, out: Path, console: Console, out_console: Console,
 def follow(url: str, prefix: str, console: Console, *, host: str, port: int,
            insecure_dev: bool, cors_origin: list[str] | None, ws_queue_size: int = 1000,
            ws_send_timeout: float = 2.0, rate_limit: float = RATE, rate_burst: int = BURST,
-           max_body_bytes: int = MAX_BODY, ws_port: int | None = None) -> None:
+           max_body_bytes: int = MAX_BODY, ws_port: int | None = None, grpc_port: int = 0,
+           grpc_queue_size: int = 10_000) -> None:
     """Serve, read-only, the run a primary publishes to Redis under ``prefix``, until a
     signal (``trapsim serve --follow URL``): the same REST and WebSocket answers,
-    without simulating; writes answer 409. ``insecure_dev`` changes nothing here.
+    without simulating; writes answer 409. ``insecure_dev`` changes nothing here; gRPC
+    (``grpc_port``, ``grpc_queue_size``) is the primary's and not served by a replica.
 
     Raises
     ------
