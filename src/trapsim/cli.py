@@ -384,10 +384,12 @@ def _serve_options(
 
 
 def serve(**options) -> None:
-    """Serve the live simulation: REST and WebSocket on --port, chaos control, a run directory.
+    """Serve the live simulation: REST, WebSocket, dashboard, gRPC, chaos control, a run directory.
 
     Runs what `trapsim run` runs (every option but the live sources), paced by
-    --sleep, with scenarios startable and stoppable over the API. Write
+    --sleep, with scenarios startable and stoppable over the API. REST,
+    WebSocket (/ws) and the dashboard are on --port, gRPC on --grpc-port, the
+    plain tick push on --ws-port (off by default). Write
     endpoints need `Authorization: Bearer $TRAPSIM_API_TOKEN`; without that
     variable they are off unless --insecure-dev. SIGTERM or Ctrl-C stops
     cleanly: the run directory is flushed and the report printed.
