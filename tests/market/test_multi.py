@@ -112,8 +112,9 @@ def test_quotes_and_books_of_every_symbol_keep_their_spread_ranges(month):
         _, lo, hi = SPREAD_BPS[s]
         assert lo * (1 - 1e-6) <= bps.min() and bps.max() <= hi * (1 + 1e-6), s
         book = DepthModel(s, seed=1).update(c["ts"][:n], bid, ask, c["volume"][:n])
-        px = book["price"].to_numpy().reshape(-1, 20)
-        assert np.all(px[:, 0] < px[:, 10]), s  # best bid below best ask: never crossed
+        best_bid = np.array([x[0] for x in book["bid_price"].to_pylist()])
+        best_ask = np.array([x[0] for x in book["ask_price"].to_pylist()])
+        assert len(best_bid) and np.all(best_bid < best_ask), s  # never crossed
 
 
 def test_unknown_or_repeated_symbols_are_config_errors():

@@ -112,7 +112,10 @@ def test_the_page_loads_populated_with_no_errors(dashboard, server):
         SYMBOLS)
     assert re.fullmatch(r"[\d,]+\.\d{2}", page.text_content("#st-price"))
     assert page.text_content("#st-regime") != "–"
-    # served with --detect: the live score so far, as matched / detections and / labels
+    # served with --detect: the live score so far, as matched / detections and / labels,
+    # once the first statistics snapshot (every 2 wall seconds) is out
+    page.wait_for_function("() => / \\(\\d+\\/\\d+\\)$/.test("
+                           "document.getElementById('st-precision').textContent)")
     assert re.fullmatch(r"(–|\d+\.\d %) \(\d+/\d+\)", page.text_content("#st-precision"))
     assert re.fullmatch(r"(–|\d+\.\d %) \(\d+/\d+\)", page.text_content("#st-recall"))
     kinds = page.evaluate("['timeline', 'heatmap', 'scatter3d'].map(id => "

@@ -93,6 +93,14 @@ class Client:
                     return
                 self.sent += 1
 
+    async def end(self, sender: asyncio.Task) -> None:
+        """The connection is over: stop ``sender`` (its :meth:`sender` task) and wait for it."""
+        self.closed = True
+        self.ready.set()
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await sender
+
     async def close(self, code: int, reason: str) -> None:
         """Close with ``code``; if the close cannot be sent within a second (the client reads
         nothing), end the connection anyway: its handler returns and the server drops it."""
@@ -169,11 +177,7 @@ class Hub:
                 raise  # the server is stopping, not this client
         finally:
             self.clients.discard(client)
-            client.closed = True
-            client.ready.set()
-            sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await sender
+            await client.end(sender)
 
     def _answer(self, client: Client, text: str) -> str:
         """Apply one request; the answer frame."""

@@ -24,7 +24,6 @@ timeout, else it is closed with code 1008 and never slows the others.
 """
 
 import asyncio
-import contextlib
 import hashlib
 import time
 
@@ -133,8 +132,4 @@ class TickPush:
             pass
         finally:
             self.clients.discard(client)
-            client.closed = True
-            client.ready.set()
-            sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await sender
+            await client.end(sender)
