@@ -4,7 +4,6 @@ failed request, its candles grow from the WebSocket, a scenario started from its
 as active. Screenshots are kept in `artifacts/dashboard/` at the repository root."""
 
 import json
-import os
 import re
 from importlib.resources import files
 from pathlib import Path
@@ -14,6 +13,7 @@ import plotly
 import pytest
 from playwright.sync_api import sync_playwright
 
+from tests.conftest import missing
 from trapsim.core.schemas import TickBatch
 from trapsim.core.time import MINUTE_NS, parse_ts
 from trapsim.scenarios.chaos import Scenario, check, check_symbols
@@ -69,10 +69,7 @@ def _plotly_time(iso: str) -> str:
 @pytest.fixture(scope="module")
 def browser():
     if not CHROMIUM.exists():
-        why = f"{CHROMIUM} is missing (Debian package chromium; `make install` installs it)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{why} (CI=true: the browser tests need it)")
-        pytest.skip(why)
+        missing(f"{CHROMIUM} is missing (Debian package chromium; `make install` installs it)")
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=str(CHROMIUM), args=[
             "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",

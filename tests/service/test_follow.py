@@ -20,6 +20,7 @@ import redis
 from rich.console import Console
 from websockets.sync.client import connect
 
+from tests.conftest import missing
 from tests.store.conftest import PrivateRedis
 from trapsim.core.time import NS, iso, parse_ts
 from trapsim.market.params import DEFAULT_PARAMS
@@ -33,25 +34,8 @@ from trapsim.service.runner import Runner
 from .conftest import trapsim
 from .serving import AUTH, Server, free_port, wait_market
 
-CI = os.environ.get("CI", "").lower() == "true"
-REDIS_URL = os.environ.get("TRAPSIM_TEST_REDIS", "redis://127.0.0.1:6379/0")
 SHOCK = {"symbol": "BTC-USD", "shock_percentage": -5, "duration_seconds": 120,
          "pattern": "sudden_drop", "recovery_time_seconds": 600}
-
-
-def missing(what: str) -> None:
-    if CI:
-        pytest.fail(f"{what} (CI=true: the scale-out tests need it)")
-    pytest.skip(what)
-
-
-@pytest.fixture(scope="module")
-def redis_url() -> str:
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
-    except redis.RedisError as exc:
-        missing(f"Redis at {REDIS_URL} unreachable: {exc}")
-    return REDIS_URL
 
 
 def _prefix(redis_url):

@@ -28,22 +28,14 @@ import redis
 import sqlalchemy as sa
 from rich.console import Console
 
+from tests.conftest import missing
 from trapsim.market.params import DEFAULT_PARAMS
 from trapsim.market.symbols import load_symbol_settings
 from trapsim.service.config import RunConfig
 from trapsim.service.runner import Runner
 from trapsim.store.rundir import read_stream
 
-CI = os.environ.get("CI", "").lower() == "true"
-REDIS_URL = os.environ.get("TRAPSIM_TEST_REDIS", "redis://127.0.0.1:6379/0")
 PG_URL = os.environ.get("TRAPSIM_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-
-
-def missing(what: str) -> None:
-    """Skip the test, or fail it under CI where every service must be present."""
-    if CI:
-        pytest.fail(f"{what} (CI=true: the sink tests need it)")
-    pytest.skip(what)
 
 
 def free_port() -> int:
@@ -75,15 +67,6 @@ def stream_rows(run_dir: Path, stream: str) -> list[dict]:
 
 
 # -- Redis ---------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def redis_url() -> str:
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
-    except redis.RedisError as exc:
-        missing(f"Redis at {REDIS_URL} unreachable: {exc}")
-    return REDIS_URL
-
-
 @pytest.fixture
 def rclient(redis_url):
     client = redis.Redis.from_url(redis_url, decode_responses=True)

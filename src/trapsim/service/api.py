@@ -80,7 +80,8 @@ def _request_model(cls):
                         **fields)
 
 
-def _money(x: float, decimals: int) -> str:
+def money(x: float, decimals: int) -> str:
+    """A price as text with the symbol's ``decimals`` (money in JSON is never a binary float)."""
     return f"{x:.{decimals}f}"
 
 
@@ -141,7 +142,7 @@ def create_app(served: Served) -> FastAPI:
             raise HTTPException(503, f"no {symbol} tick yet")
         d = specs[symbol].decimals
         return {"symbol": symbol, "ts": iso(int(cols["ts"][0])),
-                **{k: _money(float(cols[k][0]), d) for k in ("price", "bid", "ask")},
+                **{k: money(float(cols[k][0]), d) for k in ("price", "bid", "ask")},
                 "volume": float(cols["volume"][0]), "regime": state.regime.get(symbol)}
 
     @app.get("/api/v1/prices/{symbol}/history")
@@ -162,13 +163,13 @@ def create_app(served: Served) -> FastAPI:
             if hi is not None:
                 keep &= cols["ts"] < hi
             idx = np.flatnonzero(keep)[-MAX_HISTORY_ROWS:]
-            rows = [{"ts": iso(int(cols["ts"][i])), "price": _money(float(cols["price"][i]), d),
+            rows = [{"ts": iso(int(cols["ts"][i])), "price": money(float(cols["price"][i]), d),
                      "volume": float(cols["volume"][i])} for i in idx]
         elif interval in INTERVALS:
             rows = [{"ts": r["ts"], "volume": r["volume"],
-                     **{k: _money(r[k], d) for k in ("open", "high", "low", "close")}}
+                     **{k: money(r[k], d) for k in ("open", "high", "low", "close")}}
                     for r in state.candle_rows(symbol, interval)
-                    if _within(r["ts"], lo, hi)][-MAX_HISTORY_ROWS:]
+                    if within(r["ts"], lo, hi)][-MAX_HISTORY_ROWS:]
         else:
             raise HTTPException(422, f"unknown interval {interval!r}; use 1s or one of "
                                 f"{', '.join(INTERVALS)}")
@@ -185,7 +186,7 @@ def create_app(served: Served) -> FastAPI:
             raise HTTPException(503, f"no {symbol} book yet (the run takes depth snapshots "
                                 "every --depth-every seconds; 0 turns them off)")
         d = specs[symbol].decimals
-        return {**book, **{side: [[_money(p, d), q] for p, q in book[side]]
+        return {**book, **{side: [[money(p, d), q] for p, q in book[side]]
                            for side in ("bids", "asks")}}
 
     @app.get("/api/v1/stats/{symbol}/24h")
@@ -197,10 +198,10 @@ def create_app(served: Served) -> FastAPI:
         p, v = cols["price"][keep], cols["volume"][keep]
         d = specs[symbol].decimals
         return {"symbol": symbol, "from": iso(int(cols["ts"][keep][0])),
-                "to": iso(int(cols["ts"][-1])), "open": _money(p[0], d),
-                "high": _money(p.max(), d), "low": _money(p.min(), d),
-                "last": _money(p[-1], d), "change_pct": float(100 * (p[-1] / p[0] - 1)),
-                "volume": float(v.sum()), "vwap": _money(float((p * v).sum() / v.sum()), d)
+                "to": iso(int(cols["ts"][-1])), "open": money(p[0], d),
+                "high": money(p.max(), d), "low": money(p.min(), d),
+                "last": money(p[-1], d), "change_pct": float(100 * (p[-1] / p[0] - 1)),
+                "volume": float(v.sum()), "vwap": money(float((p * v).sum() / v.sum()), d)
                 if v.sum() > 0 else None, "ticks": int(keep.sum())}
 
     @app.get("/api/v1/correlations")
@@ -209,7 +210,7 @@ def create_app(served: Served) -> FastAPI:
         names = symbols if not symbols_ else tuple(s.strip() for s in symbols_.split(","))
         for s in names:
             symbol_of(s)
-        return {"symbols": list(names), "interval": "1m", **_correlation(state, names)}
+        return {"symbols": list(names), "interval": "1m", **correlation(state, names)}
 
     @app.get("/api/metrics", summary="The run's statistics (refreshed every 2 wall seconds)")
     def metrics() -> dict:
@@ -228,10 +229,10 @@ def create_app(served: Served) -> FastAPI:
         if source == "injected":
             rows = [lb for lb in list(state.label_log) if lb["kind"] == "trap"]
             rows = [r for r in rows if (type is None or r["type"] == type)
-                    and _within(r["start_ts"], lo, hi)]
+                    and within(r["start_ts"], lo, hi)]
         else:
             rows = [r for r in list(state.detection_log)
-                    if (type is None or r["trap_type"] == type) and _within(r["start"], lo, hi)
+                    if (type is None or r["trap_type"] == type) and within(r["start"], lo, hi)
                     and (min_confidence is None or r["confidence"] >= min_confidence)]
         return {"source": source, "count": len(rows), "traps": rows}
 
@@ -271,7 +272,7 @@ def create_app(served: Served) -> FastAPI:
 
     @app.get("/debug/correlation-matrix")
     def debug_correlations() -> dict:
-        return {"symbols": list(symbols), **_correlation(state, symbols)}
+        return {"symbols": list(symbols), **correlation(state, symbols)}
 
     @app.get("/debug/data-sources/status")
     def sources() -> dict:
@@ -323,12 +324,13 @@ def _time(text: str | None, name: str) -> int | None:
         raise HTTPException(422, f"{name}: {text!r} is not an ISO 8601 time") from None
 
 
-def _within(ts: str, lo: int | None, hi: int | None) -> bool:
+def within(ts: str, lo: int | None, hi: int | None) -> bool:
+    """Whether ISO time ``ts`` lies in ``[lo, hi)`` (ns; None: unbounded)."""
     t = parse_ts(ts)
     return (lo is None or t >= lo) and (hi is None or t < hi)
 
 
-def _correlation(state: LiveState, names: tuple[str, ...]) -> dict:
+def correlation(state: LiveState, names: tuple[str, ...]) -> dict:
     """Correlation of 1-minute log returns over the kept ticks."""
     closes = []
     for s in names:

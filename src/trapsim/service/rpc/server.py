@@ -33,7 +33,7 @@ from trapsim.core.errors import ConfigError
 from trapsim.core.time import NS, parse_ts
 from trapsim.market.ohlcv import INTERVALS
 from trapsim.market.symbols import SymbolSpec
-from trapsim.service.api import MAX_HISTORY_ROWS, _correlation, _money, _within
+from trapsim.service.api import MAX_HISTORY_ROWS, correlation, money, within
 from trapsim.service.live import LiveState
 from trapsim.service.rpc import historical_data_pb2 as hd
 from trapsim.service.rpc import historical_data_pb2_grpc as hd_grpc
@@ -133,8 +133,8 @@ class PriceFeed:
             return
         d = self.specs[symbol].decimals
         updates = [pf.PriceUpdate(symbol=symbol, ts=_ts(parse_ts(r["ts"])),
-                                  price=_money(r["price"], d), bid=_money(r["bid"], d),
-                                  ask=_money(r["ask"], d), volume=r["volume"]) for r in rows]
+                                  price=money(r["price"], d), bid=money(r["bid"], d),
+                                  ask=money(r["ask"], d), volume=r["volume"]) for r in rows]
         for stream in wanting:
             if len(stream.queue) + len(updates) > self.queue_size:
                 self.streams.discard(stream)
@@ -201,7 +201,7 @@ class _Service:
         return tuple(self.symbol(s) for s in names) or self.state.symbols
 
     def money(self, x: float, symbol: str) -> str:
-        return _money(float(x), self.specs[symbol].decimals)
+        return money(float(x), self.specs[symbol].decimals)
 
     def candles(self, symbol: str, interval: str, lo: int | None, hi: int | None,
                 limit: int = MAX_HISTORY_ROWS) -> list[dict]:
@@ -210,7 +210,7 @@ class _Service:
             raise Refused(Code.INVALID_ARGUMENT, f"unknown interval {interval!r}; use one of "
                           f"{', '.join(INTERVALS)}")
         return [r for r in self.state.candle_rows(symbol, interval)
-                if _within(r["ts"], lo, hi)][-limit:]
+                if within(r["ts"], lo, hi)][-limit:]
 
 
 def _unary(compute):
@@ -348,7 +348,7 @@ class HistoricalDataServicer(_Service, hd_grpc.HistoricalDataServiceServicer):
     def GetCorrelationMatrix(self, request):
         """Correlation of 1-minute log returns of the requested symbols."""
         names = self.symbols(request.symbols)
-        corr = _correlation(self.state, names)
+        corr = correlation(self.state, names)
         if corr["matrix"] is None:
             raise Refused(Code.UNAVAILABLE, "fewer than 3 one-minute returns kept yet")
         return hd.CorrelationResponse(symbols=names, interval="1m", returns=corr["returns"],
