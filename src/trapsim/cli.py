@@ -347,11 +347,11 @@ def _serve_options(
         "--insecure-dev", help="Allow write endpoints without TRAPSIM_API_TOKEN (local "
         "development only).", rich_help_panel="Server")] = False,
     ws_queue_size: Annotated[int, typer.Option(
-        min=1, help="Frames a WebSocket client may have waiting before it is dropped as too "
-        "slow (close code 1008).", rich_help_panel="Server")] = 1000,
+        min=1, help="Frames a WebSocket client may have waiting for its socket before it is "
+        "dropped as too slow (close code 1008).", rich_help_panel="Server")] = 1000,
     ws_send_timeout: Annotated[float, typer.Option(
-        min=0.001, help="Seconds one WebSocket send may take before the client is dropped.",
-        rich_help_panel="Server")] = 2.0,
+        min=0.001, help="Seconds a WebSocket client's socket may take nothing while frames "
+        "wait before the client is dropped.", rich_help_panel="Server")] = 2.0,
     grpc_port: Annotated[int, typer.Option(
         min=0, max=65535, help="Port of the gRPC services (trapsim.v1.PriceFeedService, "
         "HistoricalDataService); 0 turns gRPC off.", rich_help_panel="Server")] = 50053,

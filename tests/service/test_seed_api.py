@@ -171,6 +171,12 @@ def test_the_tick_push_sends_every_tick_in_the_seed_format(server):
     assert set(last) == set(ALL.split(","))
 
 
+def test_plain_http_on_the_tick_push_port_is_told_to_upgrade(server):
+    r = httpx.get(f"http://127.0.0.1:{server.ws_port}/")
+    assert r.status_code == 426 and r.headers["upgrade"] == "websocket"
+    assert "ws://" in r.text
+
+
 def test_a_started_narrative_runs_as_chaos_phases(server):
     r = server.post("/scenario", headers=AUTH, json={
         "text": "a mild flash crash of ETH, then the perpetual's feed goes stale for 2 hours",

@@ -161,7 +161,7 @@ class DepthModel:
             lists ``levels`` long (level 0 = best).
         """
         if len(ts) == 0:
-            return DEPTH.empty_table()
+            return _NONE
         ts = np.ascontiguousarray(ts, np.int64)
         count = _count(ts, self.every_ns, self._state[1])
         eps = SIZE_NOISE_SD * self._rng.standard_normal((count, 2 * self.levels))
@@ -172,7 +172,12 @@ class DepthModel:
                        self._state, eps, self.tick_size, self._profile, DEPTH_SECONDS,
                        self._decay, out_ts, px, qty)
         assert k == count  # both kernels follow one rule
+        if not count:
+            return _NONE  # most ticks take no snapshot: no table to build
         return _table(self.symbol, out_ts, px, qty, self.levels)
+
+
+_NONE = DEPTH.empty_table()
 
 
 def _table(symbol: str, ts: np.ndarray, px: np.ndarray, qty: np.ndarray,

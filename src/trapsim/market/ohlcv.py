@@ -142,6 +142,9 @@ def candles(
     return _as_dict(out_ts, out_f)
 
 
+_NONE = CANDLES.empty_table()
+
+
 class CandleAggregator:
     """Streaming OHLCV aggregation of one symbol's ticks into candles of one interval.
 
@@ -207,6 +210,8 @@ class CandleAggregator:
         out_ts, out_f = _aggregate(
             ts, price, volume, np.int64(self.interval_ns), self._state_i, self._state_f
         )
+        if not out_ts.size:
+            return _NONE  # most updates complete no candle: no table to build
         return self._table(_as_dict(out_ts, out_f))
 
     def flush(self) -> pa.Table:
@@ -219,7 +224,7 @@ class CandleAggregator:
             zero rows when no tick arrived since the last completed candle.
         """
         if not self._state_i[0]:
-            return self._table(_as_dict(np.empty(0, np.int64), np.empty((5, 0))))
+            return _NONE
         out = _as_dict(self._state_i[1:2].copy(), self._state_f[:, None].copy())
         self._state_i, self._state_f = _new_state()
         return self._table(out)

@@ -100,11 +100,16 @@ def create_app(served: Served) -> FastAPI:
     symbols = state.symbols
     replica = runner if isinstance(runner, Replica) else None
 
-    def symbol_of(symbol: str) -> str:
+    def known(symbol: str) -> str:
         if symbol not in symbols:
             raise HTTPException(404, f"unknown symbol {symbol!r}; the run has "
                                 f"{', '.join(symbols)}")
         return symbol
+
+    # Handlers that only look up the live state are coroutines, run on the event loop; those
+    # that compute over the kept ticks are plain functions, run in the thread pool.
+    async def symbol_of(symbol: str) -> str:
+        return known(symbol)
 
     def writer(request: Request) -> None:
         if replica is not None:
@@ -124,7 +129,7 @@ def create_app(served: Served) -> FastAPI:
     Symbol = Annotated[str, Depends(symbol_of)]
 
     @app.get("/health")
-    def health() -> dict:
+    async def health() -> dict:
         t = runner.market_ts
         status = "ended" if state.ended else "ok"
         if replica is not None and not replica.live and not state.ended:
@@ -136,7 +141,7 @@ def create_app(served: Served) -> FastAPI:
                 **({"primary": replica.primary()} if replica is not None else {})}
 
     @app.get("/api/v1/prices/{symbol}/current")
-    def current(symbol: Symbol) -> dict:
+    async def current(symbol: Symbol) -> dict:
         cols = state.recent(symbol, 1)
         if not len(cols["ts"]):
             raise HTTPException(503, f"no {symbol} tick yet")
@@ -176,11 +181,11 @@ def create_app(served: Served) -> FastAPI:
         return {"symbol": symbol, "interval": interval, "rows": rows}
 
     @app.get("/api/v1/regimes/{symbol}", summary="The symbol's regime changes kept (5,000)")
-    def regimes(symbol: Symbol) -> dict:
+    async def regimes(symbol: Symbol) -> dict:
         return {"symbol": symbol, "changes": state.regime_changes(symbol)}
 
     @app.get("/api/v1/orderbook/{symbol}")
-    def orderbook(symbol: Symbol) -> dict:
+    async def orderbook(symbol: Symbol) -> dict:
         book = state.books.get(symbol)
         if book is None:
             raise HTTPException(503, f"no {symbol} book yet (the run takes depth snapshots "
@@ -209,11 +214,11 @@ def create_app(served: Served) -> FastAPI:
             alias="symbols", description="Comma-separated; default all")] = None) -> dict:
         names = symbols if not symbols_ else tuple(s.strip() for s in symbols_.split(","))
         for s in names:
-            symbol_of(s)
+            known(s)
         return {"symbols": list(names), "interval": "1m", **correlation(state, names)}
 
     @app.get("/api/metrics", summary="The run's statistics (refreshed every 2 wall seconds)")
-    def metrics() -> dict:
+    async def metrics() -> dict:
         report = dict(state.report) or {"ticks": 0, "traps": None}  # before the first
         report["hf"] = state.hf
         report["websocket"] = {"clients": len(served.hub.clients),
@@ -251,23 +256,23 @@ def create_app(served: Served) -> FastAPI:
         _chaos_endpoint(app, path, cls, runner, writer)
 
     @app.get("/chaos/active-scenarios")
-    def active() -> dict:
+    async def active() -> dict:
         return {"scenarios": runner.scenarios()}
 
     @app.delete("/chaos/stop-scenario/{scenario_id}", dependencies=[Depends(writer)])
-    def stop(scenario_id: str) -> dict:
+    async def stop(scenario_id: str) -> dict:
         if not any(s["scenario_id"] == scenario_id for s in runner.scenarios()):
             raise HTTPException(404, f"no active or scheduled scenario {scenario_id!r}")
         runner.stop_scenario(scenario_id)
         return {"scenario_id": scenario_id, "status": "stopping"}
 
     @app.get("/debug/price-buffers")
-    def buffers() -> dict:
+    async def buffers() -> dict:
         return {s: {"ticks_kept": len(state.rings[s]), "capacity": state.rings[s].capacity,
                     "ticks_published": state.counts[s]} for s in symbols}
 
     @app.get("/debug/scenario-timeline")
-    def scenario_timeline() -> dict:
+    async def scenario_timeline() -> dict:
         return {"scenarios": runner.scenarios(ended=True)}
 
     @app.get("/debug/correlation-matrix")
@@ -275,7 +280,7 @@ def create_app(served: Served) -> FastAPI:
         return {"symbols": list(symbols), **correlation(state, symbols)}
 
     @app.get("/debug/data-sources/status")
-    def sources() -> dict:
+    async def sources() -> dict:
         t = runner.market_ts
         return {"sources": [{"name": "synthetic", "priority": 1, "status": "ended" if
                              state.ended else "live", "last_ts": iso(t) if t is not None

@@ -58,7 +58,7 @@ class SeedMetrics:
                                    "Bytes held by the live buffers.", labels=["buffer_type"])
         memory.add_metric(["ticks"], sum(sum(c.nbytes for c in r.cols.values())
                                          for r in state.rings.values()))
-        memory.add_metric(["websocket_queues"], sum(len(f) for c in clients for f in c.queue))
+        memory.add_metric(["websocket_queues"], sum(c.buffered() for c in clients))
         yield from (updates, stale, scenarios, traps, subscribers, memory)
 
 

@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -68,6 +69,10 @@ class Runner:
         The run's simulation, when built beforehand (it reads and checks every
         input file, so a caller can do that before connecting sinks). Made
         ``live``, the run takes :meth:`start_scenario` and :meth:`stop_scenario`.
+    released : callable, optional
+        Called with no argument each time a slice of ticks, and what it completes, has
+        reached every sink, and once more after the sinks are closed: a live server
+        sends what the slice published as one batch.
     """
 
     def __init__(
@@ -78,8 +83,10 @@ class Runner:
         extra_sinks: tuple[Sink, ...] = (),
         run_id: str | None = None,
         sim: Simulation | None = None,
+        released: Callable[[], None] | None = None,
     ) -> None:
         self.cfg = cfg
+        self.released = released or (lambda: None)
         self.run_id = run_id or uuid.uuid4().hex
         self.console = console
         self.sim = sim or Simulation(cfg)
@@ -296,6 +303,7 @@ class Runner:
         self._write_labels(sorted(released + chaos, key=lambda lb: (lb["end_ts"], lb["id"])),
                            ended)
         self.last_tick = head.slice(len(head) - 1, len(head))
+        self.released()
 
     def _deliver(self, ticks: TickBatch, recv_ts=None) -> None:
         """Ticks as subscribers receive them (after feed faults, ``recv_ts`` their arrival
@@ -521,6 +529,7 @@ class Runner:
                 sink.close(report)
             except Exception as exc:  # noqa: BLE001 - re-raised below, after the others
                 errors.append(exc)
+        self.released()
         if errors:
             raise errors[0]
         return report

@@ -13,7 +13,6 @@ simulating (:mod:`trapsim.service.replica`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import socket
@@ -22,7 +21,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import uvicorn
+import uvloop
 from fastapi.middleware.cors import CORSMiddleware
 from rich.console import Console
 
@@ -30,7 +29,7 @@ from trapsim.core.errors import ConfigError
 from trapsim.service.api import Access, Served, create_app
 from trapsim.service.config import RunConfig
 from trapsim.service.guard import BURST, MAX_BODY, RATE, Guard
-from trapsim.service.hub import Hub
+from trapsim.service.hub import Hub, UvicornServer, uvicorn_server
 from trapsim.service.live import LiveState
 from trapsim.service.relay import Relay
 from trapsim.service.replica import Replica
@@ -41,14 +40,6 @@ from trapsim.service.tickpush import TickPush
 from trapsim.store.base import Sink
 
 TOKEN_VARIABLE = "TRAPSIM_API_TOKEN"
-
-
-class _Server(uvicorn.Server):
-    """Uvicorn without its own signal handling (it would re-raise SIGTERM at exit)."""
-
-    @contextlib.contextmanager
-    def capture_signals(self):
-        yield
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -99,25 +90,35 @@ def serve(cfg: RunConfig, out: Path, console: Console, out_console: Console,
     push = TickPush({s: cfg.specs[s].decimals for s in cfg.symbols}, ws_queue_size,
                     ws_send_timeout, max_body_bytes) if ws_port is not None else None
 
+    outbox: list[tuple[str, str | None, list[dict]]] = []  # the run thread's, this slice's
+
     def publish(channel: str, symbol: str | None, rows: list[dict]) -> None:
-        hub.publish(channel, symbol, rows)
-        if push is not None:
-            push.publish(channel, symbol, rows)
-        if rpc is not None:
-            rpc.feed.publish(channel, symbol, rows)
+        outbox.append((channel, symbol, rows))
+
+    def released() -> None:
+        # A slice's messages leave together: one socket write per WebSocket client.
+        messages = outbox.copy()
+        outbox.clear()
+        hub.publish_many(messages)
+        for message in messages:
+            if push is not None:
+                push.publish(*message)
+            if rpc is not None:
+                rpc.feed.publish(*message)
 
     state = LiveState(cfg.symbols, publish,
                       lambda: bool(hub.clients) or bool(push is not None and push.clients)
                       or (rpc is not None and rpc.feed.listening()))
     relay = Relay(redis_url, prefix=redis_prefix, run_id=run_id,
                   paced=cfg.sleep > 0) if redis_url else None
-    runner = Runner(cfg, out, console, (*sinks, state, *filter(None, [relay])), run_id, sim)
+    runner = Runner(cfg, out, console, (*sinks, state, *filter(None, [relay])), run_id, sim,
+                    released)
     token = os.environ.get(TOKEN_VARIABLE) or None
     guard = {"rate": rate_limit, "burst": rate_burst, "max_body": max_body_bytes, "token": token}
     app = _guarded(create_app(Served(runner, state, hub, cfg.specs,
                                      Access(token, insecure_dev), time.monotonic())),
                    cors_origin, guard)
-    server = _uvicorn(app, max_body_bytes)
+    server = uvicorn_server(app, max_body_bytes)
     console.print(f"run directory {out}  seed {cfg.seed}  run id {runner.run_id}",
                   highlight=False, soft_wrap=True)
     writes = "token" if token else ("open (--insecure-dev)" if insecure_dev else "off")
@@ -136,7 +137,7 @@ def serve(cfg: RunConfig, out: Path, console: Console, out_console: Console,
                       "(replicas: trapsim serve --follow URL)", highlight=False, soft_wrap=True)
     result: dict = {}
     try:
-        asyncio.run(_main(server, sock, hub, lambda: result.update(report=runner.run()),
+        uvloop.run(_main(server, sock, hub, lambda: result.update(report=runner.run()),
                           runner.stop, result, push, push_sock))
     finally:
         if rpc is not None:
@@ -195,7 +196,7 @@ def follow(url: str, prefix: str, console: Console, *, host: str, port: int,
                   soft_wrap=True)
     console.print(f"dashboard http://{host}:{port}/dashboard", highlight=False, soft_wrap=True)
     result: dict = {}
-    asyncio.run(_main(_uvicorn(current, max_body_bytes), sock, replica.hub, replica.follow,
+    uvloop.run(_main(uvicorn_server(current, max_body_bytes), sock, replica.hub, replica.follow,
                       replica.stop, result))
     if "error" in result:
         raise result["error"]
@@ -219,13 +220,7 @@ def _guarded(app, cors_origin: list[str] | None, guard: dict):
     return app
 
 
-def _uvicorn(app, max_body_bytes: int) -> _Server:
-    return _Server(uvicorn.Config(app, log_level="warning", access_log=False,
-                                  ws_per_message_deflate=False, lifespan="off",
-                                  ws_max_size=max_body_bytes))
-
-
-async def _main(server: _Server, sock: socket.socket, hub: Hub, work: Callable[[], None],
+async def _main(server: UvicornServer, sock: socket.socket, hub: Hub, work: Callable[[], None],
                 halt: Callable[[str], None], result: dict, push: TickPush | None = None,
                 push_sock: socket.socket | None = None) -> None:
     """Serve on ``sock`` while ``work`` runs in a thread, until a signal: then ``halt(reason)``

@@ -28,26 +28,14 @@ import hashlib
 import time
 
 import orjson
-from websockets.asyncio.server import serve
+from starlette.responses import PlainTextResponse
+from starlette.websockets import WebSocket
 
 from trapsim.core.time import iso, parse_ts
-from trapsim.service.hub import TOO_SLOW, Client
+from trapsim.service.hub import TOO_SLOW, Client, UvicornServer, frame, uvicorn_server
 
 EXCHANGE = 11
 """The seed server's fixed exchange code."""
-
-
-class _Socket:
-    """A :mod:`websockets` connection with the methods the hub's :class:`Client` calls."""
-
-    def __init__(self, ws) -> None:
-        self.ws = ws
-
-    async def send_text(self, text: str) -> None:
-        await self.ws.send(text)
-
-    async def close(self, code: int, reason: str) -> None:
-        await self.ws.close(code, reason)
 
 
 class TickPush:
@@ -73,20 +61,23 @@ class TickPush:
         self.max_message = max_message
         self.clients: set[Client] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
-        self._server = None
+        self._server: UvicornServer | None = None
+        self._serving: asyncio.Task | None = None
 
     async def start(self, sock) -> None:
         """Serve on the listening socket ``sock`` (in the running loop)."""
         self.loop = asyncio.get_running_loop()
-        self._server = await serve(self._serve, sock=sock, compression=None,
-                                   max_size=self.max_message)
+        self._server = uvicorn_server(self._app, self.max_message)
+        self._serving = asyncio.create_task(self._server.serve(sockets=[sock]))
+        while not self._server.started and not self._serving.done():
+            await asyncio.sleep(0.005)
 
     async def stop(self) -> None:
         """Close every client with code 1001 and stop serving."""
         await asyncio.gather(*(c.close(1001, "server shutting down") for c in list(self.clients)))
         if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+            self._server.should_exit = True
+            await self._serving
 
     def publish(self, channel: str, symbol: str | None, rows: list[dict]) -> None:
         """Send ``rows`` of the ``ticks`` channel to every client (from any thread); other
@@ -95,15 +86,15 @@ class TickPush:
             self.loop.call_soon_threadsafe(self._dispatch, symbol, rows)
 
     def _dispatch(self, symbol: str, rows: list[dict]) -> None:
-        frames = [self.frame(symbol, row) for row in rows]
+        frames = b"".join(frame(self.message(symbol, row)) for row in rows)
         for client in list(self.clients):
             if client.closed:
                 continue
-            if not all(client.offer(f) for f in frames):
+            if not client.offer(frames, len(rows)):
                 self.clients.discard(client)
                 asyncio.ensure_future(client.close(TOO_SLOW, "too slow: queue full"))
 
-    def frame(self, symbol: str, row: dict) -> str:
+    def message(self, symbol: str, row: dict) -> bytes:
         """One tick row (``ts`` ISO, ``price``, ``bid``, ``volume``) as the seed's event."""
         ns = parse_ts(row["ts"])
         d = self.decimals[symbol]
@@ -111,19 +102,30 @@ class TickPush:
         return orjson.dumps({"request_id": request_id, "results": {
             "P": round(row["price"], d), "S": row["volume"], "T": symbol, "X": EXCHANGE,
             "p": round(row["bid"], d), "q": ns, "s": row["volume"], "t": ns, "x": EXCHANGE,
-            "y": ns, "z": 1}, "status": "OK"}).decode()
+            "y": ns, "z": 1}, "status": "OK"})
 
-    async def _serve(self, ws) -> None:
-        client = Client(_Socket(ws), self.queue_size, self.send_timeout)
+    async def _app(self, scope, receive, send) -> None:
+        """The ASGI app of the push's port: a WebSocket at any path, 426 to plain HTTP."""
+        if scope["type"] == "websocket":
+            ws = WebSocket(scope, receive, send)
+            await ws.accept()
+            await self._serve(ws)
+        elif scope["type"] == "http":
+            await PlainTextResponse("the tick push is a WebSocket: connect with ws://",
+                                    status_code=426, headers={"Upgrade": "websocket"})(
+                scope, receive, send)
+
+    async def _serve(self, ws: WebSocket) -> None:
+        client = Client(ws, self.queue_size, self.send_timeout)
         client.handler = asyncio.current_task()
-        client.offer(orjson.dumps({"status": "connected", "message": "trapsim tick push: every "
-                                   "tick of " + ", ".join(self.decimals), "timestamp":
-                                   iso(time.time_ns() // 1000 * 1000)}).decode())
+        client.offer(frame(orjson.dumps({
+            "status": "connected", "message": "trapsim tick push: every tick of "
+            + ", ".join(self.decimals), "timestamp": iso(time.time_ns() // 1000 * 1000)})))
         self.clients.add(client)
         sender = asyncio.create_task(client.sender())
         try:
-            async for _ in ws:  # read (and drop) what the client sends, until it closes
-                if client.closed:
+            while not client.closed:  # read (and drop) what the client sends, until it closes
+                if (await ws.receive())["type"] == "websocket.disconnect":
                     break
         except asyncio.CancelledError:
             if not client.closed:
