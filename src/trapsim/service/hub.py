@@ -84,6 +84,15 @@ class UvicornServer(uvicorn.Server):
         yield
 
 
+async def start_serving(server: UvicornServer, sock) -> asyncio.Task:
+    """Start ``server`` on the listening socket ``sock``; return once it accepts (or has
+    failed), with the task that serves until ``server.should_exit``."""
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started and not serving.done():
+        await asyncio.sleep(0.005)
+    return serving
+
+
 def uvicorn_server(app, max_message: int) -> UvicornServer:
     """A uvicorn server of ``app`` whose WebSocket connections are :class:`Wire` objects
     (no compression, messages from clients of at most ``max_message`` bytes)."""

@@ -29,7 +29,7 @@ from trapsim.core.errors import ConfigError
 from trapsim.service.api import Access, Served, create_app
 from trapsim.service.config import RunConfig
 from trapsim.service.guard import BURST, MAX_BODY, RATE, Guard
-from trapsim.service.hub import Hub, UvicornServer, uvicorn_server
+from trapsim.service.hub import Hub, UvicornServer, start_serving, uvicorn_server
 from trapsim.service.live import LiveState
 from trapsim.service.relay import Relay
 from trapsim.service.replica import Replica
@@ -138,7 +138,7 @@ def serve(cfg: RunConfig, out: Path, console: Console, out_console: Console,
     result: dict = {}
     try:
         uvloop.run(_main(server, sock, hub, lambda: result.update(report=runner.run()),
-                          runner.stop, result, push, push_sock))
+                         runner.stop, result, push, push_sock))
     finally:
         if rpc is not None:
             rpc.stop()
@@ -197,7 +197,7 @@ def follow(url: str, prefix: str, console: Console, *, host: str, port: int,
     console.print(f"dashboard http://{host}:{port}/dashboard", highlight=False, soft_wrap=True)
     result: dict = {}
     uvloop.run(_main(uvicorn_server(current, max_body_bytes), sock, replica.hub, replica.follow,
-                      replica.stop, result))
+                     replica.stop, result))
     if "error" in result:
         raise result["error"]
 
@@ -245,9 +245,7 @@ async def _main(server: UvicornServer, sock: socket.socket, hub: Hub, work: Call
             result["error"] = exc
             loop.call_soon_threadsafe(stop.set)
 
-    serving = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started and not serving.done():
-        await asyncio.sleep(0.005)
+    serving = await start_serving(server, sock)
     if push is not None:
         await push.start(push_sock)
     thread = threading.Thread(target=run, name="trapsim-run", daemon=True)

@@ -32,7 +32,14 @@ from starlette.responses import PlainTextResponse
 from starlette.websockets import WebSocket
 
 from trapsim.core.time import iso, parse_ts
-from trapsim.service.hub import TOO_SLOW, Client, UvicornServer, frame, uvicorn_server
+from trapsim.service.hub import (
+    TOO_SLOW,
+    Client,
+    UvicornServer,
+    frame,
+    start_serving,
+    uvicorn_server,
+)
 
 EXCHANGE = 11
 """The seed server's fixed exchange code."""
@@ -68,9 +75,7 @@ class TickPush:
         """Serve on the listening socket ``sock`` (in the running loop)."""
         self.loop = asyncio.get_running_loop()
         self._server = uvicorn_server(self._app, self.max_message)
-        self._serving = asyncio.create_task(self._server.serve(sockets=[sock]))
-        while not self._server.started and not self._serving.done():
-            await asyncio.sleep(0.005)
+        self._serving = await start_serving(self._server, sock)
 
     async def stop(self) -> None:
         """Close every client with code 1001 and stop serving."""
