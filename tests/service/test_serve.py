@@ -181,6 +181,21 @@ def test_websocket_subscribe_unsubscribe_and_errors(server):
             assert answer["op"] == "error" and words in answer["detail"]
 
 
+def test_the_symbols_ticks_of_one_release_leave_together(server):
+    with connect(f"ws://127.0.0.1:{server.port}/ws", max_queue=None) as ws:
+        ws.send(json.dumps({"op": "subscribe", "channels": ["ticks"]}))
+        assert json.loads(ws.recv(timeout=10))["op"] == "subscribed"
+        msgs = [json.loads(ws.recv(timeout=10)) for _ in range(100)]
+    releases: dict[int, dict[str, list[str]]] = {}
+    for m in msgs:
+        releases.setdefault(m["published_ns"], {})[m["symbol"]] = [r["ts"] for r in m["data"]]
+    whole = list(releases.values())[1:-1]  # the first and last may be cut by the reading
+    assert len(whole) >= 10
+    for symbols in whole:  # every symbol, on the same market times, with one release time
+        assert sorted(symbols) == sorted(ALL.split(","))
+        assert len({tuple(ts) for ts in symbols.values()}) == 1
+
+
 def test_a_slow_client_is_dropped_and_the_others_keep_receiving(server):
     everything = {"op": "subscribe", "channels": ["ticks", "book", "candles:1m"]}
     with connect(f"ws://127.0.0.1:{server.port}/ws", max_queue=1) as slow, \

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Literal
 
 import orjson
@@ -329,3 +330,31 @@ class Hub:
             client.want(client.wants - pairs)
         return orjson.dumps({"op": f"{req.op}d", "channels": req.channels,
                              "symbols": req.symbols or list(self.symbols)})
+
+
+class Outbox:
+    """Gathers the messages one thread publishes and sends them together on :meth:`send`:
+    the publisher of a :class:`~trapsim.service.live.LiveState` whose events come in
+    batches (a run's slice of ticks, a replica's Redis message), so that each WebSocket
+    client gets one socket write per batch.
+
+    Parameters
+    ----------
+    deliver : callable
+        Takes the batch, a list of ``(channel, symbol, rows)``.
+    """
+
+    def __init__(self, deliver: Callable[[list[tuple[str, str | None, list[dict]]]], None]
+                 ) -> None:
+        self.deliver = deliver
+        self.messages: list[tuple[str, str | None, list[dict]]] = []
+
+    def publish(self, channel: str, symbol: str | None, rows: list[dict]) -> None:
+        """Keep one message for the next :meth:`send`."""
+        self.messages.append((channel, symbol, rows))
+
+    def send(self) -> None:
+        """Deliver what was kept since the last call."""
+        messages, self.messages = self.messages, []
+        self.deliver(messages)
+

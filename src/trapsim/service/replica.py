@@ -33,7 +33,7 @@ from trapsim.core.schemas import TickBatch
 from trapsim.market.multi import Funding
 from trapsim.market.ohlcv import INTERVALS
 from trapsim.market.symbols import SymbolSpec
-from trapsim.service.hub import Hub
+from trapsim.service.hub import Hub, Outbox
 from trapsim.service.live import LiveState
 from trapsim.service.relay import RECORD, TICK_FIELDS, LiveKeys, connect, where
 from trapsim.store.redis import SOCKET_TIMEOUT_S
@@ -92,6 +92,7 @@ class Replica:
         self.keys = LiveKeys(prefix)
         self.on_state = on_state
         self.hub = Hub((), ws_queue_size, ws_send_timeout)
+        self.outbox = Outbox(self.hub.publish_many)  # a Redis message's events leave together
         self.meta: dict = {}
         self.specs: dict[str, SymbolSpec] = {}
         self.state: LiveState | None = None
@@ -257,7 +258,7 @@ class Replica:
             state.hf = orjson.loads(kept["hf"])
         if "ended" in kept:
             state.close(state.report)
-        state.publish = self.hub.publish
+        state.publish = self.outbox.publish
         state.listening = lambda: bool(self.hub.clients)
         self.control = orjson.loads(kept["control"]) if "control" in kept else {
             "scenarios": [], "traps_under_way": []}
@@ -279,8 +280,11 @@ class Replica:
         self.last_message = time.monotonic()
         if msg["seq"] <= self.seq:
             return  # in the snapshot already
-        for kind, symbol, data in msg["events"]:
-            self._apply(kind, symbol, data)
+        try:
+            for kind, symbol, data in msg["events"]:
+                self._apply(kind, symbol, data)
+        finally:
+            self.outbox.send()  # what was applied is published, even if a later event fails
         self.seq = msg["seq"]
         if msg["t"] is not None:
             self.market_ts = msg["t"]

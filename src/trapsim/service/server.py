@@ -29,7 +29,7 @@ from trapsim.core.errors import ConfigError
 from trapsim.service.api import Access, Served, create_app
 from trapsim.service.config import RunConfig
 from trapsim.service.guard import BURST, MAX_BODY, RATE, Guard
-from trapsim.service.hub import Hub, UvicornServer, start_serving, uvicorn_server
+from trapsim.service.hub import Hub, Outbox, UvicornServer, start_serving, uvicorn_server
 from trapsim.service.live import LiveState
 from trapsim.service.relay import Relay
 from trapsim.service.replica import Replica
@@ -90,15 +90,7 @@ def serve(cfg: RunConfig, out: Path, console: Console, out_console: Console,
     push = TickPush({s: cfg.specs[s].decimals for s in cfg.symbols}, ws_queue_size,
                     ws_send_timeout, max_body_bytes) if ws_port is not None else None
 
-    outbox: list[tuple[str, str | None, list[dict]]] = []  # the run thread's, this slice's
-
-    def publish(channel: str, symbol: str | None, rows: list[dict]) -> None:
-        outbox.append((channel, symbol, rows))
-
-    def released() -> None:
-        # A slice's messages leave together: one socket write per WebSocket client.
-        messages = outbox.copy()
-        outbox.clear()
+    def deliver(messages: list[tuple[str, str | None, list[dict]]]) -> None:
         hub.publish_many(messages)
         for message in messages:
             if push is not None:
@@ -106,13 +98,14 @@ def serve(cfg: RunConfig, out: Path, console: Console, out_console: Console,
             if rpc is not None:
                 rpc.feed.publish(*message)
 
-    state = LiveState(cfg.symbols, publish,
+    outbox = Outbox(deliver)  # a slice's messages leave together, when the run released it
+    state = LiveState(cfg.symbols, outbox.publish,
                       lambda: bool(hub.clients) or bool(push is not None and push.clients)
                       or (rpc is not None and rpc.feed.listening()))
     relay = Relay(redis_url, prefix=redis_prefix, run_id=run_id,
                   paced=cfg.sleep > 0) if redis_url else None
     runner = Runner(cfg, out, console, (*sinks, state, *filter(None, [relay])), run_id, sim,
-                    released)
+                    outbox.send)
     token = os.environ.get(TOKEN_VARIABLE) or None
     guard = {"rate": rate_limit, "burst": rate_burst, "max_body": max_body_bytes, "token": token}
     app = _guarded(create_app(Served(runner, state, hub, cfg.specs,
