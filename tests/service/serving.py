@@ -2,13 +2,13 @@
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import httpx
 
+from tests.conftest import free_port
 from trapsim.core.time import parse_ts
 
 TOKEN = "s3cret-token"
@@ -21,12 +21,6 @@ def wait_market(server, ts: int) -> None:
     while parse_ts(server.get("/health").json()["market_time"]) < ts:
         assert time.monotonic() < deadline, "the market clock did not get there"
         time.sleep(0.05)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:

@@ -7,8 +7,6 @@ CI=true.
 """
 
 import json
-import os
-import shutil
 import threading
 import time
 import uuid
@@ -20,8 +18,6 @@ import redis
 from rich.console import Console
 from websockets.sync.client import connect
 
-from tests.conftest import missing
-from tests.store.conftest import PrivateRedis
 from trapsim.core.time import NS, iso, parse_ts
 from trapsim.market.params import DEFAULT_PARAMS
 from trapsim.scenarios.chaos import Scenario
@@ -224,35 +220,28 @@ def test_the_replica_reconnects_after_losing_its_redis_connection(pair, redis_ur
     assert replica.get("/api/v1/prices/ETH-USD/history", params=params).json() == want
 
 
-def test_a_replica_keeps_serving_through_a_redis_outage_and_stops_cleanly(tmp_path):
-    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    if not os.access(binary, os.X_OK):
-        missing("redis-server binary not found")
-    server = PrivateRedis(binary, tmp_path / "redis")
-    server.dir.mkdir()
+def test_a_replica_keeps_serving_through_a_redis_outage_and_stops_cleanly(tmp_path,
+                                                                          private_redis):
+    server = private_redis
+    primary = Server(tmp_path, "--redis", server.url, "--sleep", "0.01")
+    replica = Server(tmp_path, follow=server.url)
+    server.kill()
+    deadline = time.monotonic() + 60
+    while (health := replica.get("/health").json())["status"] != "stale":
+        assert time.monotonic() < deadline, "the replica did not say it is stale"
+        time.sleep(0.1)
+    assert not health["primary"]["connected"]
+    assert replica.get("/api/v1/prices/BTC-USD/current").status_code == 200  # the last
     server.start()
-    try:
-        primary = Server(tmp_path, "--redis", server.url, "--sleep", "0.01")
-        replica = Server(tmp_path, follow=server.url)
-        server.kill()
-        deadline = time.monotonic() + 60
-        while (health := replica.get("/health").json())["status"] != "stale":
-            assert time.monotonic() < deadline, "the replica did not say it is stale"
-            time.sleep(0.1)
-        assert not health["primary"]["connected"]
-        assert replica.get("/api/v1/prices/BTC-USD/current").status_code == 200  # the last
-        server.start()
-        wait_market(replica, market(primary) + 30 * NS)
-        assert replica.get("/health").json()["status"] == "ok"
-        # What the primary buffered during the outage reached the replica: no hole.
-        params = {"interval": "1s", "end": iso(settled(primary, replica))}
-        want = primary.get("/api/v1/prices/BTC-USD/history", params=params).json()
-        assert replica.get("/api/v1/prices/BTC-USD/history", params=params).json() == want
-        code, out, err = replica.stop()
-        assert code == 0, err
-        assert primary.stop()[0] == 0
-    finally:
-        server.kill()
+    wait_market(replica, market(primary) + 30 * NS)
+    assert replica.get("/health").json()["status"] == "ok"
+    # What the primary buffered during the outage reached the replica: no hole.
+    params = {"interval": "1s", "end": iso(settled(primary, replica))}
+    want = primary.get("/api/v1/prices/BTC-USD/history", params=params).json()
+    assert replica.get("/api/v1/prices/BTC-USD/history", params=params).json() == want
+    code, out, err = replica.stop()
+    assert code == 0, err
+    assert primary.stop()[0] == 0
 
 
 @pytest.mark.parametrize(("args", "words"), [

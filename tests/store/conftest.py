@@ -12,11 +12,6 @@ created for the session and dropped after it. Restart tests run a private
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import socket
-import subprocess
-import time
 import uuid
 from pathlib import Path
 
@@ -36,13 +31,6 @@ from trapsim.service.runner import Runner
 from trapsim.store.rundir import read_stream
 
 PG_URL = os.environ.get("TRAPSIM_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nothing listens on (right now)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run_sim(out: Path, *sinks, sleep: float = 0.0, detect: bool = False) -> dict:
@@ -82,63 +70,6 @@ def prefix(rclient) -> str:
     keys = list(rclient.scan_iter(match=p + "*", count=1000))
     if keys:
         rclient.unlink(*keys)
-
-
-class PrivateRedis:
-    """A ``redis-server`` of one test, on its own port and directory, with AOF on every write."""
-
-    def __init__(self, binary: str, workdir: Path) -> None:
-        self.binary = binary
-        self.dir = workdir
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                self.binary,
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--dir", str(self.dir),
-                "--appendonly", "yes",
-                "--appendfsync", "always",
-                "--save", "",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                return
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError(f"redis-server on port {self.port} did not start") from None
-                time.sleep(0.02)
-            finally:
-                client.close()
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown, whatever was fsynced to the AOF survives."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-        self.proc = None
-
-
-@pytest.fixture
-def private_redis(tmp_path):
-    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    if not os.access(binary, os.X_OK):
-        missing("redis-server binary not found")
-    server = PrivateRedis(binary, tmp_path / "redis")
-    server.dir.mkdir()
-    server.start()
-    yield server
-    server.kill()
 
 
 # -- SQL -------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ import pytest
 import redis
 from rich.console import Console
 
-from tests.store.conftest import free_port, published, run_sim, stream_rows
+from tests.conftest import free_port
+from tests.store.conftest import published, run_sim, stream_rows
 from trapsim.core.errors import ConfigError, SinkError
 from trapsim.core.schemas import TickBatch
 from trapsim.core.time import DAY_NS, NS, iso

@@ -7,7 +7,8 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from tests.store.conftest import free_port, run_sim, stream_rows
+from tests.conftest import free_port
+from tests.store.conftest import run_sim, stream_rows
 from trapsim.core.errors import ConfigError, SinkError
 from trapsim.market.ohlcv import INTERVALS
 from trapsim.store import resilient
